@@ -1,0 +1,171 @@
+'use strict';
+
+const EventEmitter = require('node:events');
+const { randomUUID } = require('node:crypto');
+const { WS_STATES } = require('./constants');
+const { rangeError, typeError, isValidCloseCode, toBytes, toMessage, validateRoomName } = require('./validation');
+
+const { OPEN, CLOSING, CLOSED } = WS_STATES;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One WebSocket connection, as handed to route handlers. An EventEmitter with the events
+ * `message (data, isBinary)`, `close (code, reason)`, `error (err)`, `ping (data)`,
+ * `pong (data)` and `drain`. Methods on a closed connection do nothing and return false.
+ */
+class WebSocketConnection extends EventEmitter {
+  constructor(server, nid, info, routePattern) {
+    super();
+    this._server = server;
+    this._nid = nid;
+    this._id = undefined;
+    this._metadata = undefined;
+    this._rooms = undefined;
+    // Events that arrive while the route's handlers have not yet run, replayed after.
+    this._held = null;
+    this.readyState = OPEN;
+    this.route = routePattern;
+    this.protocol = info.protocol;
+    this.remoteAddress = info.remoteAddress;
+    this.remotePort = info.remotePort;
+  }
+
+  /** A UUID v4, created on first use. */
+  get id() {
+    if (this._id === undefined) {
+      this._id = randomUUID();
+      this._server._registerUuid(this);
+    }
+    return this._id;
+  }
+
+  /** Application data attached to the connection. */
+  get metadata() {
+    if (this._metadata === undefined) this._metadata = {};
+    return this._metadata;
+  }
+
+  set metadata(value) {
+    if (value === null || typeof value !== 'object') throw typeError('metadata', 'an object', value);
+    this._metadata = value;
+  }
+
+  /** Same as `readyState`. */
+  get state() {
+    return this.readyState;
+  }
+
+  /** Bytes queued for this peer and not yet written to its socket. */
+  get bufferedAmount() {
+    return this.readyState === CLOSED ? 0 : this._server._native.bufferedAmount(this._nid);
+  }
+
+  /**
+   * Sends a message: a string as text; a Buffer, TypedArray or ArrayBuffer as binary; any
+   * other object as JSON text. `{ binary: true }` sends a string as a binary frame.
+   * Returns false when the connection is not open.
+   */
+  send(data, options) {
+    const [payload, binary] = toMessage(data, options != null && options.binary, 'data');
+    if (this.readyState !== OPEN) return false;
+    const native = this._server._native;
+    if (typeof payload === 'string') {
+      return binary ? native.sendBinary(this._nid, Buffer.from(payload)) : native.sendText(this._nid, payload);
+    }
+    return native.sendBinary(this._nid, payload);
+  }
+
+  /** Sends `data` as a binary message. */
+  sendBinary(data) {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data, 'data');
+    if (this.readyState !== OPEN) return false;
+    return this._server._native.sendBinary(this._nid, bytes);
+  }
+
+  /** Sends a ping with optional data (at most 125 bytes). */
+  ping(data) {
+    const bytes = controlPayload(data);
+    if (this.readyState !== OPEN) return false;
+    return this._server._native.ping(this._nid, bytes);
+  }
+
+  /** Sends a pong with optional data (at most 125 bytes). Pings are answered automatically. */
+  pong(data) {
+    const bytes = controlPayload(data);
+    if (this.readyState !== OPEN) return false;
+    return this._server._native.pong(this._nid, bytes);
+  }
+
+  /**
+   * Starts the closing handshake. `code` defaults to 1000; `reason` is at most 123 bytes of
+   * UTF-8. The `close` event follows once the peer answers (or the connection is lost).
+   */
+  close(code, reason) {
+    if (code !== undefined && !isValidCloseCode(code)) {
+      if (typeof code !== 'number') throw typeError('code', 'of type number', code);
+      throw rangeError('code', '1000-1003, 1007-1014 or 3000-4999', code);
+    }
+    if (reason !== undefined && typeof reason !== 'string') throw typeError('reason', 'of type string', reason);
+    if (reason !== undefined && Buffer.byteLength(reason) > 123) {
+      throw rangeError('reason', 'at most 123 bytes long', reason);
+    }
+    if (this.readyState !== OPEN) return;
+    this.readyState = CLOSING;
+    this._server._native.close(this._nid, code === undefined ? 1000 : code, reason || '');
+  }
+
+  /** Destroys the connection at once, without a closing handshake (close code 1006). */
+  terminate() {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSING;
+    this._server._native.terminate(this._nid);
+  }
+
+  /** The rooms this connection is in (a Set; change it with join and leave). */
+  get rooms() {
+    if (this._rooms === undefined) this._rooms = new Set();
+    return this._rooms;
+  }
+
+  /** Joins `room` (created on first join). Returns false if already in it or closed. */
+  join(room) {
+    validateRoomName(room, 'room');
+    if (this.readyState !== OPEN || !this._server._native.join(this._nid, room)) return false;
+    this.rooms.add(room);
+    return true;
+  }
+
+  /** Leaves `room` (deleted when it empties). Returns false if not in it. */
+  leave(room) {
+    validateRoomName(room, 'room');
+    if (this._rooms === undefined || !this._rooms.has(room)) return false;
+    this._rooms.delete(room);
+    this._server._native.leave(this._nid, room);
+    return true;
+  }
+
+  inRoom(room) {
+    return this._rooms !== undefined && this._rooms.has(room);
+  }
+
+  /** A snapshot of the connection's state. */
+  getInfo() {
+    return {
+      id: this.id,
+      state: this.readyState,
+      rooms: this._rooms ? Array.from(this._rooms) : [],
+      metadata: this.metadata,
+      remoteAddress: this.remoteAddress,
+      remotePort: this.remotePort,
+    };
+  }
+}
+
+function controlPayload(data) {
+  if (data === undefined) return EMPTY;
+  const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data, 'data');
+  if (bytes.byteLength > 125) throw rangeError('data', 'at most 125 bytes long', data);
+  return bytes;
+}
+
+module.exports = { WebSocketConnection };

@@ -1,0 +1,79 @@
+'use strict';
+
+const { validateFunction, validateRoutePath, typeError } = require('./validation');
+const { WebSocketRouter } = require('./ws-router');
+
+/**
+ * Holds WebSocket routes and middleware. Routes may be added before or after the router is
+ * given to `createServer`; every server created from it serves them.
+ */
+class Router {
+  constructor(options) {
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw typeError('options', 'an object', options);
+    }
+    /** pattern -> { pattern, handlers } in registration order */
+    this._routes = new Map();
+    this._middleware = [];
+    this._servers = new Set();
+    this._wsRouter = new WebSocketRouter(this);
+    this._queue = null;
+  }
+
+  /** The WebSocket router: error handlers, stats, closeAll and the `wsServer` helpers. */
+  getWebSocketRouter() {
+    return this._wsRouter;
+  }
+
+  /** A room by name, for `broadcast(data, { except })`, `size()` and `getConnections()`. */
+  room(name) {
+    return this._wsRouter.room(name);
+  }
+
+  /** The connections of one route pattern, for `broadcast` and `getConnections()`. */
+  to(path) {
+    return this._wsRouter.to(path);
+  }
+
+  /** Sends to every open connection (but `options.except`). */
+  broadcast(data, options) {
+    this._wsRouter.broadcast(data, options);
+  }
+
+  /**
+   * Adds a WebSocket route. Handlers are `(ws, req)`; middleware is `(ws, req, next)`.
+   * Handlers for the same path add up, in order.
+   */
+  ws(path, ...handlers) {
+    validateRoutePath(path, 'path');
+    if (handlers.length === 0) throw typeError('handler', 'of type function', undefined);
+    handlers.forEach((h, i) => validateFunction(h, `handlers[${i}]`));
+    let entry = this._routes.get(path);
+    if (entry === undefined) {
+      entry = { pattern: path, handlers: [] };
+      this._routes.set(path, entry);
+      for (const server of this._servers) server._addRoute(entry);
+    }
+    entry.handlers.push(...handlers);
+    return this;
+  }
+
+  /** Adds middleware `(ws, req, next)` that runs before the handlers of every route. */
+  use(...middleware) {
+    if (middleware.length === 0) throw typeError('middleware', 'of type function', undefined);
+    middleware.forEach((m, i) => validateFunction(m, `middleware[${i}]`));
+    this._middleware.push(...middleware);
+    return this;
+  }
+
+  _attach(server) {
+    this._servers.add(server);
+    for (const entry of this._routes.values()) server._addRoute(entry);
+  }
+
+  _detach(server) {
+    this._servers.delete(server);
+  }
+}
+
+module.exports = { Router };

@@ -1,0 +1,399 @@
+'use strict';
+
+const EventEmitter = require('node:events');
+const dns = require('node:dns');
+const net = require('node:net');
+const os = require('node:os');
+const { NativeServer } = require('./native');
+const { WebSocketConnection } = require('./connection');
+const { runHandlers } = require('./dispatch');
+const { Router } = require('./router');
+const { WS_STATES } = require('./constants');
+const { typeError } = require('./validation');
+
+const { OPEN, CLOSED } = WS_STATES;
+
+// Event kinds in a drained batch (src/bridge/convert.rs).
+const EV_OPEN = 0;
+const EV_TEXT = 1;
+const EV_BINARY = 2;
+const EV_PING = 3;
+const EV_PONG = 4;
+const EV_CLOSE = 5;
+const EV_DRAIN = 6;
+
+/**
+ * A WebSocket server: behaves like Node's `http.Server` for listening and closing, while the
+ * engine accepts connections, runs handshakes and does all socket I/O off the JS thread.
+ * Events: `listening`, `error`, `close`.
+ */
+class Server extends EventEmitter {
+  constructor(router) {
+    super();
+    if (!(router instanceof Router)) throw typeError('router', 'an instance of Router', router);
+    this._router = router;
+    this._native = new NativeServer(() => this._onEvents());
+    this._routesById = [];
+    this._routeIds = new Map();
+    this._conns = new Map();
+    this._byUuid = new Map();
+    this._address = null;
+    this._listening = false;
+    this._binding = false;
+    this._closing = false;
+    this._refed = true;
+    this._alive = false;
+    this._loggedErrors = new WeakSet();
+    router._attach(this);
+  }
+
+  get listening() {
+    return this._listening;
+  }
+
+  /**
+   * `listen([port[, host[, backlog]]][, callback])` or `listen({ port, host, backlog }[, callback])`.
+   * Port 0 (or none) picks a free port; no host listens on all interfaces (IPv6 and IPv4).
+   */
+  listen(...args) {
+    const { port, host, backlog, callback } = normalizeListenArgs(args);
+    if (this._listening || this._binding) {
+      const err = new Error('Listen method has been called more than once without closing.');
+      err.code = 'ERR_SERVER_ALREADY_LISTEN';
+      throw err;
+    }
+    if (callback) this.once('listening', callback);
+    this._binding = true;
+    this._closing = false;
+    if (host === undefined) {
+      this._bind('::', port, backlog, true);
+    } else if (net.isIP(host)) {
+      this._bind(host, port, backlog, false);
+    } else {
+      dns.lookup(host, (err, address) => {
+        if (err) {
+          this._binding = false;
+          return this.emit('error', err);
+        }
+        this._bind(address, port, backlog, false);
+      });
+    }
+    return this;
+  }
+
+  _bind(host, port, backlog, anyHost) {
+    let bound;
+    try {
+      bound = this._native.listen(host, port, backlog);
+    } catch (err) {
+      if (anyHost && host === '::' && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) {
+        return this._bind('0.0.0.0', port, backlog, false);
+      }
+      this._binding = false;
+      const e = listenError(err, host, port);
+      process.nextTick(() => this.emit('error', e));
+      return;
+    }
+    this._binding = false;
+    this._listening = true;
+    this._address = { address: bound[0], family: bound[1], port: Number(bound[2]) };
+    this._updateRef();
+    process.nextTick(() => {
+      if (this._listening) this.emit('listening');
+    });
+  }
+
+  /** `{ address, family, port }` while listening, else null. */
+  address() {
+    return this._listening ? { ...this._address } : null;
+  }
+
+  /**
+   * Stops accepting connections. `close` is emitted (and `callback` called) once every open
+   * connection has ended; open connections are not closed (see `closeAll`).
+   */
+  close(callback) {
+    if (typeof callback === 'function') {
+      if (!this._listening) {
+        this.once('close', () => {
+          const err = new Error('Server is not running.');
+          err.code = 'ERR_SERVER_NOT_RUNNING';
+          callback(err);
+        });
+      } else {
+        this.once('close', callback);
+      }
+    } else if (callback !== undefined) {
+      throw typeError('callback', 'of type function', callback);
+    }
+    this._native.stopAccepting();
+    this._listening = false;
+    this._closing = true;
+    this._updateRef();
+    this._emitCloseIfDrained();
+    return this;
+  }
+
+  /** Lets the process exit while the server is listening (open connections still hold it). */
+  unref() {
+    this._refed = false;
+    this._updateRef();
+    return this;
+  }
+
+  ref() {
+    this._refed = true;
+    this._updateRef();
+    return this;
+  }
+
+  _updateRef() {
+    const alive = (this._listening && this._refed) || this._conns.size > 0;
+    if (alive !== this._alive) {
+      this._alive = alive;
+      this._native.setRef(alive);
+    }
+  }
+
+  _emitCloseIfDrained() {
+    if (this._closing && this._conns.size === 0 && !this._closeQueued) {
+      this._closeQueued = true;
+      process.nextTick(() => {
+        this._closeQueued = false;
+        if (this._closing && this._conns.size === 0) {
+          this._closing = false;
+          this.emit('close');
+        }
+      });
+    }
+  }
+
+  _addRoute(entry) {
+    const id = this._native.addRoute(entry.pattern);
+    this._routesById[id] = entry;
+    this._routeIds.set(entry.pattern, id);
+  }
+
+  /** Appends the ws objects of engine ids to `out`. */
+  _collect(ids, out) {
+    for (const nid of ids) {
+      const ws = this._conns.get(nid);
+      if (ws !== undefined) out.push(ws);
+    }
+  }
+
+  _registerUuid(ws) {
+    if (ws.readyState !== CLOSED) this._byUuid.set(ws._id, ws);
+  }
+
+  /** Called by the engine when events are waiting: one batch per call. */
+  _onEvents() {
+    let batch;
+    try {
+      batch = this._native.drain();
+    } catch (err) {
+      process.emitWarning(`velocy: could not read engine events: ${err.message}`);
+      return;
+    }
+    const before = this._conns.size;
+    for (let i = 0; i < batch.length; ) {
+      const kind = batch[i];
+      const nid = batch[i + 1];
+      if (kind === EV_OPEN) {
+        this._onOpen(nid, batch[i + 2]);
+        i += 3;
+      } else if (kind === EV_CLOSE) {
+        this._onClose(nid, batch[i + 2], batch[i + 3]);
+        i += 4;
+      } else {
+        const ws = this._conns.get(nid);
+        if (ws !== undefined) {
+          const data = batch[i + 2];
+          if (kind === EV_TEXT) this._deliver(ws, 'message', data, false);
+          else if (kind === EV_BINARY) this._deliver(ws, 'message', data, true);
+          else if (kind === EV_PING) this._deliver(ws, 'ping', data);
+          else if (kind === EV_PONG) this._deliver(ws, 'pong', data);
+          else if (kind === EV_DRAIN) this._deliver(ws, 'drain');
+        }
+        i += 3;
+      }
+    }
+    if (this._conns.size !== before) {
+      this._updateRef();
+      this._emitCloseIfDrained();
+    }
+  }
+
+  _onOpen(nid, info) {
+    const entry = this._routesById[info.route];
+    const ws = new WebSocketConnection(this, nid, info, entry.pattern);
+    ws._held = [];
+    this._conns.set(nid, ws);
+    const req = buildRequest(info, entry);
+    ws._context = { route: entry.pattern, params: req.params, query: req.query, req };
+    runHandlers(this, ws, req, this._router._middleware.concat(entry.handlers), ws._context);
+  }
+
+  _onClose(nid, code, reason) {
+    const ws = this._conns.get(nid);
+    if (ws === undefined) return;
+    this._conns.delete(nid);
+    if (ws._id !== undefined) this._byUuid.delete(ws._id);
+    ws.readyState = CLOSED;
+    this._deliver(ws, 'close', code, reason);
+    // The engine forgot its rooms already; the Set stays readable until the close listeners ran.
+    if (ws._rooms !== undefined) {
+      if (ws._held === null) ws._rooms.clear();
+      else ws._held.push('_clearRooms');
+    }
+  }
+
+  /** Emits an event on `ws`, or holds it while the route's handlers have not run yet. */
+  _deliver(ws, name, a, b) {
+    if (ws._held !== null) {
+      ws._held.push(name, a, b);
+      return;
+    }
+    if (name === '_clearRooms') {
+      ws._rooms.clear();
+      return;
+    }
+    try {
+      ws.emit(name, a, b);
+    } catch (err) {
+      this._reportError(err, ws, ws._context);
+    }
+  }
+
+  /** Replays held events once the handlers have run. */
+  _release(ws) {
+    const held = ws._held;
+    if (held === null) return;
+    ws._held = null;
+    for (let i = 0; i < held.length; i += 3) this._deliver(ws, held[i], held[i + 1], held[i + 2]);
+  }
+
+  /**
+   * An error thrown by a handler or listener goes to the router's error handlers, in order,
+   * until one returns without throwing. If none does, it is emitted on the connection's
+   * `error` event when that has listeners, otherwise logged once, and the connection is
+   * closed with 1011.
+   */
+  _reportError(err, ws, context) {
+    for (const handler of this._router._wsRouter._errorHandlers) {
+      try {
+        const r = handler(err, ws, context);
+        if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+          r.then(undefined, (e) => this._log(e, context));
+        }
+        return; // dealt with: the handler decides what happens to the connection
+      } catch {
+        // A throwing handler did not deal with the error: try the next one.
+      }
+    }
+    if (ws.listenerCount('error') > 0) {
+      try {
+        ws.emit('error', err);
+      } catch (inner) {
+        this._log(inner, context);
+      }
+    } else {
+      this._log(err, context);
+    }
+    if (ws.readyState === OPEN) ws.close(1011, 'Internal Server Error');
+  }
+
+  _log(err, context) {
+    if (err !== null && typeof err === 'object') {
+      if (this._loggedErrors.has(err)) return;
+      this._loggedErrors.add(err);
+    }
+    console.error(`velocy: unhandled error in WebSocket route ${context ? context.route : '?'}:`, err);
+  }
+}
+
+function buildRequest(info, entry) {
+  const url = info.url;
+  const q = url.indexOf('?');
+  return {
+    method: info.method,
+    url,
+    path: q === -1 ? url : url.slice(0, q),
+    headers: headerObject(info.headers),
+    params: pairsObject(info.params, false),
+    query: pairsObject(info.query, true),
+    remoteAddress: info.remoteAddress,
+    remotePort: info.remotePort,
+    route: entry.pattern,
+  };
+}
+
+/** Header pairs to an object with lower-case keys; repeated headers are joined like Node. */
+function headerObject(flat) {
+  const out = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i];
+    const v = flat[i + 1];
+    if (out[k] === undefined) out[k] = v;
+    else if (k === 'set-cookie') out[k] = [].concat(out[k], v);
+    else out[k] += (k === 'cookie' ? '; ' : ', ') + v;
+  }
+  return out;
+}
+
+/** Pairs to an object; with `multi`, a repeated key becomes an array of its values. */
+function pairsObject(flat, multi) {
+  const out = Object.create(null);
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i];
+    const v = flat[i + 1];
+    if (multi && out[k] !== undefined) out[k] = [].concat(out[k], v);
+    else out[k] = v;
+  }
+  return Object.assign({}, out);
+}
+
+function normalizeListenArgs(args) {
+  let callback;
+  if (args.length > 0 && typeof args[args.length - 1] === 'function') callback = args.pop();
+  let [port, host, backlog] = args;
+  if (port !== null && typeof port === 'object') {
+    ({ port, host, backlog } = port);
+  } else if (typeof host === 'number' && backlog === undefined) {
+    backlog = host;
+    host = undefined;
+  }
+  if (port === undefined || port === null) port = 0;
+  if (typeof port === 'string' && /^[0-9]+$/.test(port.trim())) port = Number(port);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    const err = new RangeError(`options.port should be >= 0 and < 65536. Received ${typeof port} (${String(port)}).`);
+    err.code = 'ERR_SOCKET_BAD_PORT';
+    throw err;
+  }
+  if (host !== undefined && host !== null && typeof host !== 'string') throw typeError('host', 'of type string', host);
+  if (host === null || host === '') host = undefined;
+  if (backlog === undefined || backlog === null) backlog = 511;
+  if (typeof backlog !== 'number' || !Number.isInteger(backlog) || backlog < 0) {
+    throw typeError('backlog', 'a non-negative integer', backlog);
+  }
+  return { port, host, backlog, callback };
+}
+
+function listenError(err, host, port) {
+  const code = err.code;
+  const e = new Error(err.message);
+  e.code = code;
+  const errno = os.constants.errno[code];
+  if (errno !== undefined) e.errno = -errno;
+  e.syscall = 'listen';
+  e.address = host;
+  e.port = port;
+  return e;
+}
+
+/** Creates a server for `router`. */
+function createServer(router) {
+  return new Server(router);
+}
+
+module.exports = { Server, createServer };

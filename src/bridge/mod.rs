@@ -1,0 +1,307 @@
+//! The napi boundary: the `NativeServer` class the JS facade drives. It owns nothing but
+//! handles into the core; all networking runs on the shared tokio runtime. Events reach JS
+//! in batches: one threadsafe-function wake-up, then `drain()` takes everything queued.
+
+mod convert;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::conn::{Conn, ConnId};
+use crate::hub::fanout::Job;
+use crate::hub::Target;
+use crate::error::Error as CoreError;
+use crate::hub::Hub;
+use crate::protocol::{close, frame};
+use crate::server::{self, Listening};
+
+/// Events handed to JS per `drain()` call at most; more schedule another wake-up.
+const MAX_EVENTS_PER_DRAIN: usize = 16 * 1024;
+
+static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    let rt = RUNTIME.get_or_init(|| {
+        // One I/O thread per core this process may run on (taskset and cgroups respected).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("velocy-io")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    rt.as_ref().map_err(|e| Error::from_reason(format!("cannot start the I/O runtime: {e}")))
+}
+
+/// A JS error whose `code` property is the given string.
+type CodedError = Error<String>;
+
+/// The one conversion point from core errors to JS errors: `code` is the stable string.
+fn to_js(e: CoreError) -> CodedError {
+    Error::new(e.code().to_owned(), e.to_string())
+}
+
+fn coded(e: Error) -> CodedError {
+    Error::new(e.status.as_ref().to_owned(), e.reason.clone())
+}
+
+type Waker = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+#[napi]
+pub struct NativeServer {
+    hub: Arc<Hub>,
+    listening: Option<Listening>,
+    waker: Arc<Waker>,
+}
+
+#[napi]
+impl NativeServer {
+    /// `on_events` is called (with no arguments) when events are waiting; it calls `drain()`.
+    #[napi(constructor, catch_unwind)]
+    pub fn new(on_events: Function<(), ()>) -> Result<Self> {
+        let waker: Arc<Waker> = Arc::new(on_events.build_threadsafe_function().weak::<true>().build_callback(|_| Ok(()))?);
+        let hub = Arc::new(Hub::default());
+        let w = waker.clone();
+        hub.events.set_waker(Box::new(move || {
+            w.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }));
+        Ok(Self { hub, listening: None, waker })
+    }
+
+    /// Keeps the Node event loop alive (true) or not (false) while this server exists.
+    #[napi(catch_unwind)]
+    pub fn set_ref(&self, env: Env, on: bool) -> Result<()> {
+        let status = unsafe {
+            if on {
+                napi::sys::napi_ref_threadsafe_function(env.raw(), self.waker.raw())
+            } else {
+                napi::sys::napi_unref_threadsafe_function(env.raw(), self.waker.raw())
+            }
+        };
+        if status == napi::sys::Status::napi_ok {
+            Ok(())
+        } else {
+            Err(Error::from_reason("cannot change the event loop reference"))
+        }
+    }
+
+    /// Registers a route pattern; returns its id.
+    #[napi(catch_unwind)]
+    pub fn add_route(&self, pattern: String) -> std::result::Result<u32, CodedError> {
+        self.hub
+            .add_route(&pattern)
+            .map(|id| id.0)
+            .map_err(|e| to_js(CoreError::InvalidRoute(pattern, e.0)))
+    }
+
+    /// Binds and starts accepting. Returns `[address, family, port]`.
+    #[napi(catch_unwind)]
+    pub fn listen(&mut self, host: String, port: u32, backlog: u32) -> std::result::Result<Vec<String>, CodedError> {
+        if self.listening.is_some() {
+            return Err(to_js(CoreError::AlreadyListening));
+        }
+        let ip: IpAddr = host.parse().map_err(|_| Error::new("ERR_INVALID_ARG_VALUE".to_owned(), format!("invalid host {host:?}")))?;
+        let port = u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT".to_owned(), "port out of range".to_owned()))?;
+        let addr = SocketAddr::new(ip, port);
+        let listen_err = |source| to_js(CoreError::Listen { source, address: host.clone(), port });
+        let std_listener = server::bind(addr, backlog).map_err(listen_err)?;
+        let rt = runtime().map_err(coded)?;
+        let _guard = rt.enter();
+        let listening = server::start(self.hub.clone(), std_listener).map_err(listen_err)?;
+        let local = listening.local;
+        self.listening = Some(listening);
+        let family = if local.is_ipv6() { "IPv6" } else { "IPv4" };
+        Ok(vec![local.ip().to_string(), family.to_owned(), local.port().to_string()])
+    }
+
+    /// Stops accepting new connections. Open connections stay.
+    #[napi(catch_unwind)]
+    pub fn stop_accepting(&mut self) {
+        if let Some(l) = self.listening.take() {
+            l.stop();
+        }
+    }
+
+    /// Takes the queued events as a flat array (see `convert::event`).
+    #[napi(catch_unwind)]
+    pub fn drain<'e>(&self, env: &'e Env) -> Result<Array<'e>> {
+        let mut out = env.create_array(0)?;
+        let mut i = 0u32;
+        let mut failure = None;
+        let hub = &self.hub;
+        hub.events.drain(MAX_EVENTS_PER_DRAIN, |ev| {
+            if let crate::event::Event::Close(id, ..) = ev {
+                // JS learns of the close in this batch: the hub forgets it now, in step.
+                hub.forget(id);
+            }
+            if failure.is_none() {
+                if let Err(e) = convert::event(env, &mut out, &mut i, ev) {
+                    failure = Some(e);
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Sends a text message. False if the connection is closed or closing.
+    #[napi(catch_unwind)]
+    pub fn send_text(&self, id: f64, data: String) -> bool {
+        self.send(id, frame::OP_TEXT, data.as_bytes())
+    }
+
+    /// Sends a binary message. False if the connection is closed or closing.
+    #[napi(catch_unwind)]
+    pub fn send_binary(&self, id: f64, data: &[u8]) -> bool {
+        self.send(id, frame::OP_BINARY, data)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn ping(&self, id: f64, data: &[u8]) -> bool {
+        self.send(id, frame::OP_PING, data)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn pong(&self, id: f64, data: &[u8]) -> bool {
+        self.send(id, frame::OP_PONG, data)
+    }
+
+    /// Starts the close handshake. The facade has validated code and reason.
+    #[napi(catch_unwind)]
+    pub fn close(&self, id: f64, code: Option<u32>, reason: String) -> bool {
+        let code = code.and_then(|c| u16::try_from(c).ok()).filter(|c| close::is_valid_wire_code(*c));
+        let reason = if code.is_some() { reason.as_bytes() } else { b"" };
+        self.send(id, frame::OP_CLOSE, &frame::close_payload(code, reason))
+    }
+
+    /// Adds a connection to a room. False if it is closed or already a member.
+    #[napi(catch_unwind)]
+    pub fn join(&self, id: f64, room: String) -> bool {
+        self.hub.join(conn_id(id), &room)
+    }
+
+    /// Removes a connection from a room. False if it was not a member.
+    #[napi(catch_unwind)]
+    pub fn leave(&self, id: f64, room: String) -> bool {
+        self.hub.leave(conn_id(id), &room)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn room_size(&self, room: String) -> u32 {
+        self.hub.room_size(&room) as u32
+    }
+
+    #[napi(catch_unwind)]
+    pub fn room_count(&self) -> u32 {
+        self.hub.room_count() as u32
+    }
+
+    /// Ids of a room's members (`room`), a route's connections (`route`), or all.
+    #[napi(catch_unwind)]
+    pub fn members(&self, room: Option<String>, route: Option<u32>) -> Vec<f64> {
+        self.hub.members(target(&room, route)).into_iter().map(|c| c.0 as f64).collect()
+    }
+
+    /// Broadcasts one message to a room (`room`), a route (`route`) or everyone, except the
+    /// listed ids. The frame is encoded once; the fan-out runs off this thread.
+    #[napi(catch_unwind)]
+    pub fn broadcast(
+        &self,
+        room: Option<String>,
+        route: Option<u32>,
+        data: Either<String, Buffer>,
+        binary: bool,
+        except: Vec<f64>,
+    ) -> Result<u32> {
+        let payload: &[u8] = match &data {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        let opcode = if binary { frame::OP_BINARY } else { frame::OP_TEXT };
+        let mut buf = BytesMut::with_capacity(payload.len() + frame::MAX_HEADER_LEN);
+        frame::encode_into(&mut buf, opcode, payload);
+        let _rt = runtime()?.enter();
+        let except = except.into_iter().map(conn_id).collect();
+        Ok(self.hub.broadcast(target(&room, route), buf.freeze(), except) as u32)
+    }
+
+    /// Drops the connection without a close handshake.
+    #[napi(catch_unwind)]
+    pub fn terminate(&self, id: f64) -> bool {
+        self.with_conn(id, |c| {
+            c.terminate();
+            true
+        })
+    }
+
+    /// Bytes queued for a connection and not yet written to its socket.
+    #[napi(catch_unwind)]
+    pub fn buffered_amount(&self, id: f64) -> f64 {
+        self.hub.get(conn_id(id)).map_or(0.0, |c| c.outbox().buffered() as f64)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn connection_count(&self) -> u32 {
+        self.hub.connection_count() as u32
+    }
+
+    #[napi(catch_unwind)]
+    pub fn route_count(&self) -> u32 {
+        self.hub.route_count() as u32
+    }
+}
+
+impl NativeServer {
+    fn with_conn(&self, id: f64, f: impl FnOnce(&Conn) -> bool) -> bool {
+        match self.hub.get(conn_id(id)) {
+            Some(c) => f(&c),
+            None => false,
+        }
+    }
+
+    /// Sends a frame to one connection: straight to its socket, or behind pending broadcasts
+    /// so that the peer sees messages in the order JS produced them.
+    fn send(&self, id: f64, opcode: u8, payload: &[u8]) -> bool {
+        let Some(conn) = self.hub.get(conn_id(id)) else { return false };
+        if !self.hub.fanout.is_busy() {
+            return conn.send(opcode, payload);
+        }
+        if !conn.outbox().is_open() {
+            return false;
+        }
+        let Ok(rt) = runtime() else { return false };
+        let _rt = rt.enter();
+        self.hub.fanout.submit(Job::Frame { conn, opcode, payload: Bytes::copy_from_slice(payload) });
+        true
+    }
+}
+
+fn target(room: &Option<String>, route: Option<u32>) -> Target<'_> {
+    match (room, route) {
+        (Some(r), _) => Target::Room(r),
+        (None, Some(r)) => Target::Route(crate::protocol::route::RouteId(r)),
+        (None, None) => Target::All,
+    }
+}
+
+fn conn_id(id: f64) -> ConnId {
+    ConnId(if id.is_finite() && id >= 0.0 { id as u64 } else { 0 })
+}
+
+impl Drop for NativeServer {
+    fn drop(&mut self) {
+        self.stop_accepting();
+        for c in self.hub.all().iter() {
+            c.terminate();
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Server options: defaults, validation and the documented limits. Values that may change at
+//! run time are atomics read by connection tasks when they need them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// `maxPayloadSize` default: 100 MiB.
+pub const DEFAULT_MAX_PAYLOAD: u64 = 100 * 1024 * 1024;
+/// `heartbeatInterval` default in ms.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 30_000;
+/// `heartbeatTimeout` default in ms.
+pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 60_000;
+/// How long a handshake may take from accept to the end of the request head.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted (Node's default `maxHeaderSize`).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long to wait for the peer's close frame after sending ours.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closed socket is read and discarded so the peer sees FIN, not RST.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Config {
+    max_payload: AtomicU64,
+    heartbeat_interval_ms: AtomicU64,
+    heartbeat_timeout_ms: AtomicU64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_payload: AtomicU64::new(DEFAULT_MAX_PAYLOAD),
+            heartbeat_interval_ms: AtomicU64::new(DEFAULT_HEARTBEAT_INTERVAL_MS),
+            heartbeat_timeout_ms: AtomicU64::new(DEFAULT_HEARTBEAT_TIMEOUT_MS),
+        }
+    }
+}
+
+impl Config {
+    pub fn max_payload(&self) -> u64 {
+        self.max_payload.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_payload(&self, bytes: u64) {
+        self.max_payload.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Ping interval; None when heartbeats are off (interval 0).
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        match self.heartbeat_interval_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_heartbeat(&self, interval_ms: u64, timeout_ms: u64) {
+        self.heartbeat_interval_ms.store(interval_ms, Ordering::Relaxed);
+        self.heartbeat_timeout_ms.store(timeout_ms, Ordering::Relaxed);
+    }
+}

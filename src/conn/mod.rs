@@ -1,0 +1,257 @@
+//! A connection as the rest of the core sees it: its id and its outbound queue. No I/O loop
+//! lives here (that is `task.rs`).
+//!
+//! Writes need no hop to the connection's task: whoever queues a frame may write it straight to
+//! the socket with a non-blocking call while holding the queue's lock, which keeps frames in
+//! order. Only what the socket does not take at once stays queued, and the task is woken to
+//! finish it when the socket becomes writable. Several frames queued together leave in one
+//! vectored write.
+
+pub mod task;
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::protocol::frame;
+use crate::protocol::route::RouteId;
+
+/// A connection id: unique for the life of the process, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Frames waiting to be written, in order.
+#[derive(Default)]
+pub struct Outbox {
+    /// Frames shared with other connections (broadcasts), or earlier owned frames.
+    chunks: VecDeque<Bytes>,
+    /// Owned frames appended after the last shared one; coalesced into one buffer.
+    tail: BytesMut,
+    /// Bytes queued and not yet written.
+    buffered: usize,
+    /// A close frame is queued: nothing may follow it (RFC 6455 §5.5.1).
+    closing: bool,
+    /// Writing failed or the connection ended; further frames are dropped.
+    dead: bool,
+}
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOV: usize = 64;
+
+impl Outbox {
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether new frames are accepted.
+    pub fn is_open(&self) -> bool {
+        !self.closing && !self.dead
+    }
+
+    /// Queues one frame, encoded here. Returns false (and queues nothing) once closing.
+    pub fn push(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let before = self.tail.len();
+        frame::encode_into(&mut self.tail, opcode, payload);
+        self.buffered += self.tail.len() - before;
+        if opcode == frame::OP_CLOSE {
+            self.closing = true;
+        }
+        true
+    }
+
+    /// Queues an already encoded frame, shared with other connections.
+    pub fn push_shared(&mut self, frame: Bytes) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.buffered += frame.len();
+        self.chunks.push_back(frame);
+        true
+    }
+
+    /// Writes as much as the socket takes without blocking. `Ok(true)` when everything
+    /// queued is written.
+    pub fn flush(&mut self, io: &TcpStream) -> io::Result<bool> {
+        while self.buffered > 0 {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for c in self.chunks.iter().take(MAX_IOV - 1) {
+                iov[n] = IoSlice::new(c);
+                n += 1;
+            }
+            if n < MAX_IOV - 1 && !self.tail.is_empty() {
+                iov[n] = IoSlice::new(&self.tail);
+                n += 1;
+            }
+            let written = match io.try_write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.kill();
+                    return Err(e);
+                }
+            };
+            self.consume(written);
+        }
+        // Give memory back once idle: a connection holds no write buffer between bursts.
+        if self.tail.capacity() > 0 {
+            self.tail = BytesMut::new();
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.buffered -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drops everything queued and refuses more.
+    pub fn kill(&mut self) {
+        self.dead = true;
+        self.chunks = VecDeque::new();
+        self.tail = BytesMut::new();
+        self.buffered = 0;
+    }
+}
+
+/// What the rest of the core holds of a connection.
+pub struct Conn {
+    pub id: ConnId,
+    /// The route that accepted the connection.
+    pub route: RouteId,
+    pub io: Arc<TcpStream>,
+    out: Mutex<Outbox>,
+    /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
+    pub wake: Notify,
+    terminate: AtomicBool,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>) -> Self {
+        Self { id, route, io, out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
+    }
+
+    pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding the lock cannot leave the queue half-written in a way that
+        // matters more than losing the connection, so a poisoned lock is used as is.
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame and writes what the socket takes now. False if the connection no longer
+    /// accepts frames.
+    pub fn send(&self, opcode: u8, payload: &[u8]) -> bool {
+        let mut out = self.outbox();
+        if !out.push(opcode, payload) {
+            return false;
+        }
+        self.flush_locked(&mut out, opcode == frame::OP_CLOSE);
+        true
+    }
+
+    /// Queues a shared, already encoded frame and writes what the socket takes now.
+    pub fn send_shared(&self, frame: Bytes) -> bool {
+        let mut out = self.outbox();
+        if !out.push_shared(frame) {
+            return false;
+        }
+        self.flush_locked(&mut out, false);
+        true
+    }
+
+    /// Queues a frame without writing; true if the caller must `flush` (nothing was queued
+    /// before, so no write is under way).
+    pub fn queue(&self, opcode: u8, payload: &[u8]) -> bool {
+        let mut out = self.outbox();
+        let idle = out.buffered() == 0;
+        out.push(opcode, payload) && (idle || opcode == frame::OP_CLOSE)
+    }
+
+    /// Like `queue`, for a shared, already encoded frame.
+    pub fn queue_shared(&self, frame: Bytes) -> bool {
+        let mut out = self.outbox();
+        let idle = out.buffered() == 0;
+        out.push_shared(frame) && idle
+    }
+
+    /// Writes what the socket takes now; the task finishes the rest.
+    pub fn flush(&self) {
+        let mut out = self.outbox();
+        let closing = out.is_closing();
+        self.flush_locked(&mut out, closing);
+    }
+
+    fn flush_locked(&self, out: &mut Outbox, always_wake: bool) {
+        match out.flush(&self.io) {
+            Ok(true) if !always_wake => {}
+            // Partly written, failed, or a close the task must act on: the task takes over.
+            _ => self.wake.notify_one(),
+        }
+    }
+
+    /// Asks the task to drop the connection at once, without a close handshake.
+    pub fn terminate(&self) {
+        self.terminate.store(true, Ordering::Release);
+        self.outbox().kill();
+        self.wake.notify_one();
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.terminate.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_and_consume_keep_order_and_counts() {
+        let mut o = Outbox::default();
+        assert!(o.push(frame::OP_TEXT, b"ab"));
+        assert!(o.push_shared(Bytes::from_static(&[0x82, 1, 9])));
+        assert!(o.push(frame::OP_TEXT, b"c"));
+        assert_eq!(o.buffered(), 4 + 3 + 3);
+        o.consume(5);
+        assert_eq!(o.buffered(), 5);
+        assert_eq!(&o.chunks[0][..], &[1, 9]);
+        o.consume(2);
+        assert_eq!(&o.tail[..], &[0x81, 1, b'c']);
+        assert!(o.push(frame::OP_CLOSE, &[3, 232]));
+        assert!(!o.push(frame::OP_TEXT, b"late"));
+        assert!(!o.push_shared(Bytes::from_static(b"x")));
+        o.kill();
+        assert_eq!(o.buffered(), 0);
+    }
+}

@@ -1,0 +1,235 @@
+//! One task per connection: reads and parses frames, writes what the outbox could not write at
+//! once, sends heartbeats and runs the close handshake. It reports through `Event`s only and
+//! never waits on JS: when the event queue is over budget it stops reading (TCP backpressure).
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::Interest;
+use tokio::time::{sleep_until, Instant};
+
+use super::Conn;
+use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
+use crate::event::Event;
+use crate::hub::Hub;
+use crate::protocol::close::{self, CloseError};
+use crate::protocol::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
+use crate::protocol::reader::{Item, Reader};
+
+/// Size of the per-thread read buffer. Connections own no read buffer while idle; input is
+/// parsed straight out of this one, and only a partial message is copied out of it.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads per wake-up before yielding to other connections.
+const READS_PER_WAKE: usize = 8;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// The peer's close frame arrived: finish writing, then end with its code.
+    PeerClosed(u16, String),
+    /// We failed the connection with this code: finish writing the close frame, then end.
+    Failed(u16, String),
+    /// The socket is gone (EOF, reset, timeout, terminate).
+    Lost,
+}
+
+struct Task {
+    conn: Arc<Conn>,
+    hub: Arc<Hub>,
+    reader: Reader,
+    state: State,
+    last_seen: Instant,
+}
+
+/// Runs a connection to its end. `early` holds bytes read together with the handshake.
+pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now() };
+    if !early.is_empty() {
+        t.input(&mut early);
+    }
+    drop(early);
+    let mut close_deadline: Option<Instant> = None;
+    let mut next_ping = t.hub.config.heartbeat_interval().map(|i| Instant::now() + i);
+
+    loop {
+        if t.conn.is_terminated() {
+            t.state = State::Lost;
+        }
+        let (want_write, closing) = {
+            let out = t.conn.outbox();
+            (out.buffered() > 0, out.is_closing())
+        };
+        match t.state {
+            State::Open if closing => {
+                t.state = State::Closing;
+                close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            }
+            State::PeerClosed(..) | State::Failed(..) if !want_write => break,
+            State::Lost => break,
+            _ => {}
+        }
+        let may_read = matches!(t.state, State::Open | State::Closing);
+        let read = may_read && !t.hub.events.is_full();
+        let interest = match (read, want_write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        let io = t.conn.io.clone();
+        tokio::select! {
+            biased;
+            _ = t.conn.wake.notified() => {}
+            ready = async { io.ready(interest.expect("guarded")).await }, if interest.is_some() => {
+                match ready {
+                    Ok(r) => {
+                        if r.is_writable() || r.is_write_closed() {
+                            t.flush();
+                        }
+                        if read && (r.is_readable() || r.is_read_closed()) {
+                            t.read();
+                        }
+                    }
+                    Err(_) => t.state = State::Lost,
+                }
+            }
+            _ = t.hub.events.wait_for_space(), if may_read && !read => {}
+            _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
+                t.state = State::Lost;
+            }
+            _ = sleep_until(next_ping.unwrap_or_else(Instant::now)), if next_ping.is_some() && t.state == State::Open => {
+                next_ping = t.heartbeat();
+            }
+        }
+    }
+
+    let (code, reason) = match std::mem::replace(&mut t.state, State::Lost) {
+        State::PeerClosed(code, reason) | State::Failed(code, reason) => (code, reason),
+        _ => (close::ABNORMAL_CLOSURE, String::new()),
+    };
+    let id = t.conn.id;
+    let terminated = t.conn.is_terminated();
+    t.conn.outbox().kill();
+    // The hub forgets the connection when JS takes this event (bridge::drain).
+    t.hub.events.push(Event::Close(id, code, reason));
+    if !terminated {
+        linger(&t.conn).await;
+    }
+}
+
+impl Task {
+    fn flush(&mut self) {
+        if self.conn.outbox().flush(&self.conn.io).is_err() {
+            self.state = State::Lost;
+        }
+    }
+
+    fn read(&mut self) {
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            for _ in 0..READS_PER_WAKE {
+                match self.conn.io.try_read(&mut buf) {
+                    Ok(0) => {
+                        self.state = State::Lost;
+                        return;
+                    }
+                    Ok(n) => {
+                        self.last_seen = Instant::now();
+                        self.input(&mut buf[..n]);
+                        if !matches!(self.state, State::Open | State::Closing) || n < buf.len() || self.hub.events.is_full() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.state = State::Lost;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Parses `data` and acts on what it holds.
+    fn input(&mut self, data: &mut [u8]) {
+        let Task { conn, hub, reader, state, .. } = self;
+        let id = conn.id;
+        let deliver = *state == State::Open;
+        let mut peer_close = None;
+        let res = reader.feed(data, &mut |item| match item {
+            Item::Text(s) if deliver => hub.events.push(Event::Text(id, s.to_owned())),
+            Item::Binary(b) if deliver => hub.events.push(Event::Binary(id, b.to_vec())),
+            Item::Text(_) | Item::Binary(_) => {}
+            Item::Ping(p) => {
+                // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2).
+                conn.send(OP_PONG, p);
+                if deliver {
+                    hub.events.push(Event::Ping(id, p.to_vec()));
+                }
+            }
+            Item::Pong(p) => {
+                if deliver {
+                    hub.events.push(Event::Pong(id, p.to_vec()));
+                }
+            }
+            Item::Close(code, reason) => {
+                // Echo the peer's code (RFC 6455 §5.5.1) unless our close went out already.
+                conn.send(OP_CLOSE, &frame::close_payload(code, b""));
+                peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), reason.to_owned()));
+            }
+        });
+        if let Some((code, reason)) = peer_close {
+            *state = State::PeerClosed(code, reason);
+        } else if let Err(CloseError { code, reason }) = res {
+            conn.send(OP_CLOSE, &frame::close_payload(Some(code), reason.as_bytes()));
+            *state = State::Failed(code, reason.to_owned());
+        }
+    }
+
+    /// Pings, or gives up on a peer silent for longer than the timeout. Returns the next ping.
+    fn heartbeat(&mut self) -> Option<Instant> {
+        let interval = self.hub.config.heartbeat_interval()?;
+        if self.last_seen.elapsed() >= self.hub.config.heartbeat_timeout() {
+            self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
+        } else {
+            self.conn.send(OP_PING, b"");
+        }
+        Some(Instant::now() + interval)
+    }
+}
+
+/// Half-closes the socket and reads until the peer closes too, so that our last frames are
+/// not destroyed by a reset; bounded by `LINGER_TIMEOUT`.
+async fn linger(conn: &Conn) {
+    let _ = socket_shutdown_write(&conn.io);
+    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            r = conn.io.readable() => {
+                if r.is_err() {
+                    return;
+                }
+                match conn.io.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            _ = sleep_until(deadline) => return,
+        }
+    }
+}
+
+fn socket_shutdown_write(io: &tokio::net::TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
+}

@@ -1,0 +1,205 @@
+//! Events from connections to the JS thread, and the queue that carries them in batches.
+//!
+//! Producers (connection tasks) push without blocking; the first push into an idle queue asks
+//! the bridge to wake JS once, and JS then drains everything queued in one go. Per-connection
+//! order is the push order. The bytes waiting here are counted so that readers can stop
+//! reading (TCP backpressure) while JS is behind, instead of buffering without limit.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::Notify;
+
+use crate::conn::ConnId;
+use crate::protocol::route::RouteId;
+
+/// What JS learns about a new connection.
+#[derive(Debug)]
+pub struct OpenInfo {
+    pub conn: ConnId,
+    pub route: RouteId,
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub remote: SocketAddr,
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Open(Box<OpenInfo>),
+    Text(ConnId, String),
+    Binary(ConnId, Vec<u8>),
+    Ping(ConnId, Vec<u8>),
+    Pong(ConnId, Vec<u8>),
+    /// The connection is gone: the close code and reason it ended with. Always the last
+    /// event of a connection, sent exactly once.
+    Close(ConnId, u16, String),
+    /// The connection's send buffer fell below the backpressure limit again.
+    Drain(ConnId),
+}
+
+impl Event {
+    /// Bytes this event holds, for the queue's budget.
+    fn weight(&self) -> usize {
+        64 + match self {
+            Event::Text(_, s) => s.len(),
+            Event::Binary(_, b) | Event::Ping(_, b) | Event::Pong(_, b) => b.len(),
+            Event::Close(_, _, r) => r.len(),
+            Event::Open(_) => 512,
+            Event::Drain(_) => 0,
+        }
+    }
+}
+
+/// Bytes of undelivered events above which connections stop reading.
+pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
+
+pub struct Events {
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    scheduled: AtomicBool,
+    pending: AtomicUsize,
+    budget: usize,
+    /// Signalled when JS has drained the queue below its budget.
+    space: Notify,
+    wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Events {
+    pub fn new(budget: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Self {
+            tx,
+            rx,
+            scheduled: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            budget,
+            space: Notify::new(),
+            wake: OnceLock::new(),
+        }
+    }
+
+    /// Sets the function that wakes the consumer; called at most once per batch.
+    pub fn set_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.wake.set(wake);
+    }
+
+    pub fn push(&self, ev: Event) {
+        self.pending.fetch_add(ev.weight(), Ordering::Relaxed);
+        // The receiver lives as long as `self`, so sending cannot fail.
+        let _ = self.tx.send(ev);
+        self.schedule();
+    }
+
+    fn schedule(&self) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            if let Some(wake) = self.wake.get() {
+                wake();
+            }
+        }
+    }
+
+    /// True while undelivered events exceed the budget: readers should pause.
+    pub fn is_full(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > self.budget
+    }
+
+    /// Waits until the queue has room again.
+    pub async fn wait_for_space(&self) {
+        loop {
+            let notified = self.space.notified();
+            if !self.is_full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes up to `max` events in order, passing each to `f`. Called on the consumer thread
+    /// once it was woken; if events remain after `max`, another wake-up is scheduled so one
+    /// busy server cannot starve the rest of the consumer's work.
+    pub fn drain(&self, max: usize, mut f: impl FnMut(Event)) -> usize {
+        // Reset first: a push racing with this drain schedules a new wake-up, never none.
+        self.scheduled.store(false, Ordering::Release);
+        let mut n = 0;
+        let mut weight = 0;
+        while n < max {
+            match self.rx.try_recv() {
+                Ok(ev) => {
+                    weight += ev.weight();
+                    n += 1;
+                    f(ev);
+                }
+                Err(_) => break,
+            }
+        }
+        let was_full = self.is_full();
+        self.pending.fetch_sub(weight, Ordering::Relaxed);
+        if was_full && !self.is_full() {
+            self.space.notify_waiters();
+        }
+        if !self.rx.is_empty() {
+            self.schedule();
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn one_wake_per_batch_and_order_kept() {
+        let events = Events::new(1 << 20);
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        events.set_waker(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        for i in 0..10 {
+            events.push(Event::Text(ConnId(1), i.to_string()));
+        }
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        let mut got = Vec::new();
+        events.drain(usize::MAX, |ev| {
+            if let Event::Text(_, s) = ev {
+                got.push(s)
+            }
+        });
+        assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+        events.push(Event::Drain(ConnId(1)));
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn partial_drain_reschedules_and_budget_frees() {
+        let events = Events::new(100);
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        events.set_waker(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        events.push(Event::Binary(ConnId(1), vec![0; 200]));
+        events.push(Event::Drain(ConnId(1)));
+        assert!(events.is_full());
+        assert_eq!(events.drain(1, |_| {}), 1);
+        assert!(!events.is_full());
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+        assert_eq!(events.len(), 1);
+    }
+}

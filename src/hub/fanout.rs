@@ -1,0 +1,105 @@
+//! Broadcast fan-out, off the JS thread. Jobs run in submission order on one task; a batch of
+//! jobs first queues every frame into the recipients' outboxes and then writes each touched
+//! connection once, so several broadcasts to the same peer leave in one vectored write.
+//!
+//! Order with direct sends: while any job is pending, frames JS sends straight to a connection
+//! are submitted here too (`is_busy`), so a peer always receives messages in the order JS
+//! produced them. A slow peer never delays the others: its frames stay in its own outbox.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::conn::{Conn, ConnId};
+
+pub enum Job {
+    /// `except` is sorted.
+    Broadcast { members: Arc<Vec<Arc<Conn>>>, frame: Bytes, except: Vec<ConnId> },
+    /// A frame for one connection, deferred behind earlier broadcasts.
+    Frame { conn: Arc<Conn>, opcode: u8, payload: Bytes },
+    Terminate(Arc<Conn>),
+}
+
+/// Jobs taken per batch at most.
+const BATCH: usize = 256;
+
+#[derive(Default)]
+pub struct Fanout {
+    tx: OnceLock<mpsc::UnboundedSender<Job>>,
+    /// Jobs submitted and not yet queued into outboxes; shared with the task.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Fanout {
+    /// True while submitted jobs have not reached the outboxes yet.
+    pub fn is_busy(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
+    }
+
+    /// Queues a job; the task runs on the current tokio runtime, started on first use.
+    /// Must be called within the I/O runtime's context (the bridge enters it).
+    pub fn submit(&self, job: Job) {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run(rx, self.pending.clone()));
+            tx
+        });
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(job)) = tx.send(job) {
+            // The runtime is gone: run the job here rather than lose it.
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            execute(vec![job], &mut HashSet::new());
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Job>, pending: Arc<AtomicUsize>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut touched = HashSet::new();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let n = batch.len();
+        let dirty = queue_all(std::mem::take(&mut batch), &mut touched);
+        // Everything is in the outboxes now: direct sends may go straight there again.
+        pending.fetch_sub(n, Ordering::AcqRel);
+        for conn in dirty {
+            conn.flush();
+        }
+        batch = Vec::with_capacity(BATCH);
+    }
+}
+
+fn execute(batch: Vec<Job>, touched: &mut HashSet<ConnId>) {
+    for conn in queue_all(batch, touched) {
+        conn.flush();
+    }
+}
+
+/// Queues every job's frames; returns the connections that need a write.
+fn queue_all(batch: Vec<Job>, touched: &mut HashSet<ConnId>) -> Vec<Arc<Conn>> {
+    touched.clear();
+    let mut dirty = Vec::new();
+    for job in batch {
+        match job {
+            Job::Broadcast { members, frame, except } => {
+                for m in members.iter() {
+                    if !except.is_empty() && except.binary_search(&m.id).is_ok() {
+                        continue;
+                    }
+                    if m.queue_shared(frame.clone()) && touched.insert(m.id) {
+                        dirty.push(m.clone());
+                    }
+                }
+            }
+            Job::Frame { conn, opcode, payload } => {
+                if conn.queue(opcode, &payload) && touched.insert(conn.id) {
+                    dirty.push(conn);
+                }
+            }
+            Job::Terminate(conn) => conn.terminate(),
+        }
+    }
+    dirty
+}

@@ -1,0 +1,176 @@
+//! The hub: the one place that knows which connections exist, which route accepted them and
+//! which rooms they are in. It holds `Conn` handles, never sockets' I/O loops. Broadcasts
+//! snapshot a group here and fan out on the I/O runtime (`fanout.rs`).
+
+pub mod fanout;
+pub mod rooms;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::conn::{Conn, ConnId};
+use crate::event::{Events, DEFAULT_QUEUE_BUDGET};
+use crate::protocol::route::{Match, PatternError, RouteId, Routes};
+use fanout::{Fanout, Job};
+use rooms::{Group, Member, Rooms};
+
+impl Member for Arc<Conn> {
+    fn id(&self) -> ConnId {
+        self.id
+    }
+}
+
+/// Who a broadcast goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    All,
+    Route(RouteId),
+    Room(&'a str),
+}
+
+#[derive(Default)]
+struct Registry {
+    all: Group<Arc<Conn>>,
+    by_route: Vec<Group<Arc<Conn>>>,
+    rooms: Rooms<Arc<Conn>>,
+}
+
+pub struct Hub {
+    pub events: Events,
+    pub config: Config,
+    pub fanout: Fanout,
+    registry: Mutex<Registry>,
+    routes: RwLock<Routes>,
+    next_id: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            events: Events::new(DEFAULT_QUEUE_BUDGET),
+            config: Config::default(),
+            fanout: Fanout::default(),
+            registry: Mutex::new(Registry::default()),
+            routes: RwLock::new(Routes::default()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Hub {
+    pub fn add_route(&self, pattern: &str) -> Result<RouteId, PatternError> {
+        self.routes.write().unwrap_or_else(|e| e.into_inner()).add(pattern)
+    }
+
+    pub fn find_route(&self, path: &str) -> Option<Match> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).find(path)
+    }
+
+    pub fn route_count(&self) -> usize {
+        self.routes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the connection of an upgraded socket on `route`.
+    pub fn register(&self, io: Arc<TcpStream>, route: RouteId) -> Arc<Conn> {
+        let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let conn = Arc::new(Conn::new(id, route, io));
+        let mut reg = self.registry();
+        reg.all.insert(conn.clone());
+        let r = route.0 as usize;
+        if reg.by_route.len() <= r {
+            reg.by_route.resize_with(r + 1, Group::default);
+        }
+        reg.by_route[r].insert(conn.clone());
+        conn
+    }
+
+    /// Forgets a closed connection: removes it from every group and room. Called when JS has
+    /// been told of the close, so what JS sees and what the hub knows stay in step.
+    pub fn forget(&self, id: ConnId) {
+        let mut reg = self.registry();
+        if let Some(conn) = reg.all.get(id).cloned() {
+            reg.all.remove(id);
+            if let Some(g) = reg.by_route.get_mut(conn.route.0 as usize) {
+                g.remove(id);
+            }
+            reg.rooms.leave_all(id);
+        }
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<Arc<Conn>> {
+        self.registry().all.get(id).cloned()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.registry().all.len()
+    }
+
+    /// Every connection, for mass operations.
+    pub fn all(&self) -> Arc<Vec<Arc<Conn>>> {
+        self.registry().all.snapshot()
+    }
+
+    pub fn join(&self, id: ConnId, room: &str) -> bool {
+        let mut reg = self.registry();
+        match reg.all.get(id).cloned() {
+            Some(conn) if conn.outbox().is_open() => reg.rooms.join(room, conn),
+            _ => false,
+        }
+    }
+
+    pub fn leave(&self, id: ConnId, room: &str) -> bool {
+        self.registry().rooms.leave(room, id)
+    }
+
+    pub fn room_size(&self, room: &str) -> usize {
+        self.registry().rooms.get(room).map_or(0, Group::len)
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.registry().rooms.len()
+    }
+
+    /// Ids of the members of `target`.
+    pub fn members(&self, target: Target) -> Vec<ConnId> {
+        let reg = self.registry();
+        match target {
+            Target::All => reg.all.ids().collect(),
+            Target::Route(r) => reg.by_route.get(r.0 as usize).map_or_else(Vec::new, |g| g.ids().collect()),
+            Target::Room(name) => reg.rooms.get(name).map_or_else(Vec::new, |g| g.ids().collect()),
+        }
+    }
+
+    /// Sends one encoded frame to every member of `target` but `except`. The caller's work
+    /// is constant: the members are snapshotted and the fan-out runs on the I/O runtime.
+    /// Returns the number of members at the time of the call (before exclusions).
+    pub fn broadcast(&self, target: Target, frame: Bytes, mut except: Vec<ConnId>) -> usize {
+        except.sort_unstable();
+        let members = {
+            let reg = self.registry();
+            match target {
+                Target::All => reg.all.snapshot(),
+                Target::Route(r) => match reg.by_route.get(r.0 as usize) {
+                    Some(g) => g.snapshot(),
+                    None => return 0,
+                },
+                Target::Room(name) => match reg.rooms.get(name) {
+                    Some(g) => g.snapshot(),
+                    None => return 0,
+                },
+            }
+        };
+        let n = members.len();
+        if n > 0 {
+            self.fanout.submit(Job::Broadcast { members, frame, except });
+        }
+        n
+    }
+}

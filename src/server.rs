@@ -1,0 +1,164 @@
+//! The listening socket: accepts connections, runs the upgrade handshake with typed
+//! rejections, and starts a connection task for each accepted upgrade.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use crate::config::{HANDSHAKE_TIMEOUT, MAX_HEADER_BYTES};
+use crate::conn;
+use crate::event::{Event, OpenInfo};
+use crate::hub::Hub;
+use crate::protocol::handshake::{self, Rejection};
+use crate::protocol::route::parse_query;
+
+/// A bound, accepting listener. Dropping it does not stop it; call `stop`.
+pub struct Listening {
+    pub local: SocketAddr,
+    stop_tx: watch::Sender<bool>,
+}
+
+impl Listening {
+    /// Stops accepting new connections; open ones are not touched.
+    pub fn stop(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+}
+
+/// Binds like Node's `net.Server.listen`: SO_REUSEADDR, dual-stack when the address is `::`.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// Starts accepting on `listener` inside the current runtime.
+pub fn start(hub: Arc<Hub>, listener: std::net::TcpListener) -> io::Result<Listening> {
+    let listener = TcpListener::from_std(listener)?;
+    let local = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(accept_loop(hub, listener, stop_rx));
+    Ok(Listening { local, stop_tx })
+}
+
+async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    tokio::spawn(handshake(hub.clone(), stream, peer));
+                }
+                // Out of descriptors or a connection reset before accept: keep serving the
+                // others, but do not spin on a persistent error.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+}
+
+async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let outcome = timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream)).await;
+    let (buf, head_len) = match outcome {
+        Ok(Ok(Some(r))) => r,
+        Ok(Err(rejection)) => return reject(stream, rejection).await,
+        // Timed out, or the peer left: nothing to answer.
+        _ => return,
+    };
+    let (req, _) = match handshake::parse(&buf[..head_len]) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(rejection) => return reject(stream, rejection).await,
+    };
+    let Some(route) = hub.find_route(req.path()) else {
+        return reject(stream, Rejection::NotFound).await;
+    };
+    if !handshake::wants_upgrade(&req) {
+        return reject(stream, Rejection::UpgradeRequired("Upgrade Required")).await;
+    }
+    let upgrade = match handshake::check(&req) {
+        Ok(u) => u,
+        Err(rejection) => return reject(stream, rejection).await,
+    };
+    if stream.write_all(&handshake::response_101(&upgrade.accept, None)).await.is_err() {
+        return;
+    }
+    let early = buf[head_len..].to_vec();
+    drop(buf);
+    let query = parse_query(req.query());
+    let conn = hub.register(Arc::new(stream), route.route);
+    hub.events.push(Event::Open(Box::new(OpenInfo {
+        conn: conn.id,
+        route: route.route,
+        method: req.method,
+        target: req.target,
+        headers: req.headers,
+        params: route.params,
+        query,
+        remote: peer,
+        protocol: None,
+    })));
+    conn::task::run(conn, hub, early).await;
+}
+
+/// Reads until the end of the request head. Returns the bytes read and the head's length.
+async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, usize)>, Rejection> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() >= MAX_HEADER_BYTES {
+                return Err(Rejection::HeadersTooLarge);
+            }
+            buf.reserve((buf.len()).min(MAX_HEADER_BYTES - buf.len()));
+        }
+        let n = match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => n,
+        };
+        let scan_from = buf.len().saturating_sub(n + 3);
+        if let Some(end) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head_len = scan_from + end + 4;
+            if head_len > MAX_HEADER_BYTES {
+                return Err(Rejection::HeadersTooLarge);
+            }
+            return Ok(Some((buf, head_len)));
+        }
+        if buf.len() >= MAX_HEADER_BYTES {
+            return Err(Rejection::HeadersTooLarge);
+        }
+    }
+}
+
+/// Sends a rejection response and closes the connection gracefully.
+async fn reject(mut stream: TcpStream, rejection: Rejection) {
+    let _ = timeout(HANDSHAKE_TIMEOUT, async {
+        let _ = stream.write_all(&rejection.response()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    // Read what the client still sends until it closes, so the response is not lost to a reset.
+    let _ = timeout(crate::config::LINGER_TIMEOUT, async {
+        use tokio::io::AsyncReadExt;
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
