@@ -39,6 +39,8 @@ function runHandlers(server, ws, req, handlers, context) {
           };
           result = fn(ws, req, next);
           if (isThenable(result)) result.then(undefined, fail);
+          // A middleware that closed the connection ended the chain.
+          if (!called && ws.readyState !== OPEN) server._release(ws);
           return;
         }
         result = fn(ws, req);

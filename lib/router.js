@@ -2,22 +2,39 @@
 
 const { validateFunction, validateRoutePath, typeError } = require('./validation');
 const { WebSocketRouter } = require('./ws-router');
+const { DEFAULTS, validateWebSocketOptions } = require('./options');
 
 /**
  * Holds WebSocket routes and middleware. Routes may be added before or after the router is
  * given to `createServer`; every server created from it serves them.
  */
 class Router {
+  /**
+   * @param {object} [options]
+   * @param {object} [options.websocket] WebSocket options (see `lib/options.js` for defaults).
+   */
   constructor(options) {
     if (options !== undefined && (options === null || typeof options !== 'object')) {
       throw typeError('options', 'an object', options);
     }
+    this._wsOptions = { ...DEFAULTS, ...validateWebSocketOptions(options && options.websocket) };
     /** pattern -> { pattern, handlers } in registration order */
     this._routes = new Map();
     this._middleware = [];
     this._servers = new Set();
     this._wsRouter = new WebSocketRouter(this);
     this._queue = null;
+  }
+
+  /**
+   * Changes WebSocket options at run time. New connections use them; heartbeat changes also
+   * reach open connections. Invalid values throw and change nothing.
+   */
+  configureWebSocket(options) {
+    const changes = validateWebSocketOptions(options, 'options');
+    Object.assign(this._wsOptions, changes);
+    for (const server of this._servers) server._applyOptions();
+    return this;
   }
 
   /** The WebSocket router: error handlers, stats, closeAll and the `wsServer` helpers. */

@@ -45,6 +45,12 @@ class Server extends EventEmitter {
     this._alive = false;
     this._loggedErrors = new WeakSet();
     router._attach(this);
+    this._applyOptions();
+  }
+
+  _applyOptions() {
+    const o = this._router._wsOptions;
+    this._native.configure(o.maxPayloadSize, o.heartbeatInterval, o.heartbeatTimeout);
   }
 
   get listening() {
@@ -240,6 +246,9 @@ class Server extends EventEmitter {
     this._conns.delete(nid);
     if (ws._id !== undefined) this._byUuid.delete(ws._id);
     ws.readyState = CLOSED;
+    // A chain that never finished (a middleware closed the connection without calling
+    // next, or never settled) must not swallow the close: deliver what was held, then it.
+    this._release(ws);
     this._deliver(ws, 'close', code, reason);
     // The engine forgot its rooms already; the Set stays readable until the close listeners ran.
     if (ws._rooms !== undefined) {
@@ -252,10 +261,6 @@ class Server extends EventEmitter {
   _deliver(ws, name, a, b) {
     if (ws._held !== null) {
       ws._held.push(name, a, b);
-      return;
-    }
-    if (name === '_clearRooms') {
-      ws._rooms.clear();
       return;
     }
     try {

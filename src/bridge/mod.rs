@@ -92,6 +92,14 @@ impl NativeServer {
         }
     }
 
+    /// Applies options (validated by the facade): bytes and milliseconds.
+    #[napi(catch_unwind)]
+    pub fn configure(&self, max_payload: f64, heartbeat_interval: f64, heartbeat_timeout: f64) {
+        let cfg = &self.hub.config;
+        cfg.set_max_payload(max_payload.max(1.0) as u64);
+        cfg.set_heartbeat(heartbeat_interval.max(0.0) as u64, heartbeat_timeout.max(1.0) as u64);
+    }
+
     /// Registers a route pattern; returns its id.
     #[napi(catch_unwind)]
     pub fn add_route(&self, pattern: String) -> std::result::Result<u32, CodedError> {

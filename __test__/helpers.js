@@ -1,0 +1,306 @@
+'use strict';
+
+// Small shared helpers for the node:test suites: servers on an ephemeral port, `ws` clients,
+// raw TCP requests for malformed handshakes, and event waits that cannot hang the run.
+
+const crypto = require('node:crypto');
+const net = require('node:net');
+const WebSocket = require('ws');
+const { createServer } = require('..');
+
+const HOST = '127.0.0.1';
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const DEFAULT_TIMEOUT = 5000;
+
+/**
+ * Resolves with the arguments of the next `event` on `emitter`; rejects after `timeoutMs`,
+ * or on an `error` event when waiting for something else.
+ */
+function once(emitter, event, timeoutMs = DEFAULT_TIMEOUT) {
+  return new Promise((resolve, reject) => {
+    const onEvent = (...args) => {
+      cleanup();
+      resolve(args);
+    };
+    const onError = (err) => {
+      cleanup();
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}"`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      emitter.removeListener(event, onEvent);
+      if (event !== 'error') emitter.removeListener('error', onError);
+    };
+    emitter.on(event, onEvent);
+    if (event !== 'error') emitter.on('error', onError);
+  });
+}
+
+/** Rejects with a clear message if `promise` does not settle within `timeoutMs`. */
+function withTimeout(promise, timeoutMs = DEFAULT_TIMEOUT, what = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Creates a server for `router` listening on 127.0.0.1 and an ephemeral port. With `t`
+ * (a node:test context) the server is closed after the test.
+ */
+async function listen(router, t) {
+  const server = createServer(router);
+  if (t) t.after(() => closeQuietly(server));
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const { port } = server.address();
+  return { server, port, url: `ws://${HOST}:${port}` };
+}
+
+/** Stops a server accepting, ignoring "not running". Open connections are left to end. */
+function closeQuietly(server) {
+  if (server.listening) server.close();
+}
+
+/**
+ * Opens a `ws` client and resolves once it is open; rejects on an error, an unexpected HTTP
+ * response (the error says its status) or a timeout. With `t` the client is terminated after
+ * the test.
+ */
+function connect(url, t, options) {
+  const ws = new WebSocket(url, options);
+  if (t) t.after(() => ws.terminate());
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`timed out connecting to ${url}`));
+    }, DEFAULT_TIMEOUT);
+    ws.once('open', () => {
+      clearTimeout(timer);
+      ws.removeListener('error', onError);
+      resolve(ws);
+    });
+    const onError = (err) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    ws.once('error', onError);
+    ws.once('unexpected-response', (req, res) => {
+      clearTimeout(timer);
+      const err = new Error(`unexpected response ${res.statusCode}`);
+      err.statusCode = res.statusCode;
+      ws.terminate();
+      reject(err);
+    });
+  });
+}
+
+/** Resolves with the next message of a `ws` client as `{ data, isBinary }`. */
+async function nextMessage(ws, timeoutMs = DEFAULT_TIMEOUT) {
+  const [data, isBinary] = await once(ws, 'message', timeoutMs);
+  return { data, isBinary };
+}
+
+/** A random `Sec-WebSocket-Key`. */
+function wsKey() {
+  return crypto.randomBytes(16).toString('base64');
+}
+
+/** The `Sec-WebSocket-Accept` a server must answer for `key` (RFC 6455 §4.2.2). */
+function acceptKey(key) {
+  return crypto.createHash('sha1').update(key + WS_GUID).digest('base64');
+}
+
+/**
+ * A complete upgrade request for `path`. `headers` adds or replaces headers (by exact name);
+ * a value of `null` removes the header. Returns the request string.
+ */
+function upgradeRequest(path, headers = {}, { method = 'GET', version = 'HTTP/1.1' } = {}) {
+  const base = {
+    Host: 'localhost',
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': wsKey(),
+    'Sec-WebSocket-Version': '13',
+  };
+  const all = { ...base, ...headers };
+  let head = `${method} ${path} ${version}\r\n`;
+  for (const [name, value] of Object.entries(all)) {
+    if (value !== null && value !== undefined) head += `${name}: ${value}\r\n`;
+  }
+  return head + '\r\n';
+}
+
+/** Parses an HTTP response head (and body, if any) from a string. */
+function parseResponse(text) {
+  const end = text.indexOf('\r\n\r\n');
+  const head = end === -1 ? text : text.slice(0, end);
+  const lines = head.split('\r\n');
+  const statusLine = lines[0];
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
+  const headers = {};
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return {
+    statusLine,
+    status: m ? Number(m[1]) : NaN,
+    headers,
+    body: end === -1 ? '' : text.slice(end + 4),
+  };
+}
+
+/**
+ * Writes `data` (string or Buffer) on a raw TCP connection and resolves with everything the
+ * server sent (latin1) once it ends the connection. With `untilHead`, resolves as soon as a
+ * full response head has arrived and leaves the socket open: `{ text, socket }`.
+ */
+function rawHttp(port, data, { timeoutMs = DEFAULT_TIMEOUT, untilHead = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, HOST);
+    let text = '';
+    let done = false;
+    const finish = (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else if (untilHead) {
+        resolve({ text, socket });
+      } else {
+        socket.destroy();
+        resolve(text);
+      }
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`timed out after ${timeoutMs} ms; received so far: ${JSON.stringify(text.slice(0, 200))}`)),
+      timeoutMs
+    );
+    socket.setEncoding('latin1');
+    socket.on('connect', () => socket.write(data));
+    socket.on('data', (chunk) => {
+      text += chunk;
+      if (untilHead && text.includes('\r\n\r\n')) finish();
+    });
+    socket.on('end', () => finish());
+    socket.on('close', () => finish());
+    // A reset after the response was received still counts as a response.
+    socket.on('error', (err) => (text ? finish() : finish(err)));
+  });
+}
+
+/** A masked client frame (RFC 6455 §5.2), as a client must send it. */
+function clientFrame(opcode, payload = Buffer.alloc(0), { fin = true } = {}) {
+  const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+  const len = data.length;
+  let header;
+  if (len < 126) {
+    header = Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | len]);
+  } else if (len < 65536) {
+    header = Buffer.alloc(4);
+    header[0] = (fin ? 0x80 : 0) | opcode;
+    header[1] = 0x80 | 126;
+    header.writeUInt16BE(len, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = (fin ? 0x80 : 0) | opcode;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(len), 2);
+  }
+  const mask = crypto.randomBytes(4);
+  const masked = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) masked[i] = data[i] ^ mask[i & 3];
+  return Buffer.concat([header, mask, masked]);
+}
+
+/**
+ * Parses the unmasked frames a server sends. Returns `{ frames, rest }`, each frame
+ * `{ fin, opcode, payload }`; `rest` is an incomplete frame's bytes.
+ */
+function parseFrames(buf) {
+  const frames = [];
+  let off = 0;
+  while (buf.length - off >= 2) {
+    const b0 = buf[off];
+    const b1 = buf[off + 1];
+    let len = b1 & 0x7f;
+    let pos = off + 2;
+    if (len === 126) {
+      if (buf.length - pos < 2) break;
+      len = buf.readUInt16BE(pos);
+      pos += 2;
+    } else if (len === 127) {
+      if (buf.length - pos < 8) break;
+      len = Number(buf.readBigUInt64BE(pos));
+      pos += 8;
+    }
+    if (b1 & 0x80) pos += 4; // a server must not mask, but skip a mask rather than misparse
+    if (buf.length - pos < len) break;
+    frames.push({ fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, payload: buf.subarray(pos, pos + len) });
+    off = pos + len;
+  }
+  return { frames, rest: buf.subarray(off) };
+}
+
+/**
+ * A route handler that collects the server-side connections it is given, and `next()` to
+ * await them in arrival order as `{ ws, req }`:
+ *   const conns = collect(); router.ws('/x', conns.handler); ... const { ws } = await conns.next();
+ */
+function collect() {
+  const ready = [];
+  const waiting = [];
+  return {
+    handler(ws, req) {
+      const item = { ws, req };
+      const w = waiting.shift();
+      if (w) w(item);
+      else ready.push(item);
+    },
+    next(timeoutMs = DEFAULT_TIMEOUT) {
+      if (ready.length > 0) return Promise.resolve(ready.shift());
+      return withTimeout(new Promise((resolve) => waiting.push(resolve)), timeoutMs, 'a server-side connection');
+    },
+  };
+}
+
+/**
+ * Resolves with `{ code, reason }` (reason as a string) of the next `close` event of a `ws`
+ * client or a server-side connection. Unlike `once`, it adds no `error` listener, so it does
+ * not change how the server reports errors on that connection.
+ */
+function nextClose(emitter, timeoutMs = DEFAULT_TIMEOUT) {
+  let onClose;
+  const closed = new Promise((resolve) => {
+    onClose = (code, reason) => resolve({ code, reason: String(reason) });
+    emitter.once('close', onClose);
+  });
+  return withTimeout(closed, timeoutMs, 'a close event').finally(() => emitter.removeListener('close', onClose));
+}
+
+module.exports = {
+  HOST,
+  once,
+  withTimeout,
+  listen,
+  closeQuietly,
+  connect,
+  nextMessage,
+  wsKey,
+  acceptKey,
+  upgradeRequest,
+  parseResponse,
+  rawHttp,
+  clientFrame,
+  parseFrames,
+  collect,
+  nextClose,
+};

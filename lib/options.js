@@ -1,0 +1,69 @@
+'use strict';
+
+// WebSocket options: defaults, validation and normalisation. Times are milliseconds, sizes
+// bytes. Every error names the option.
+
+const { typeError } = require('./validation');
+
+const DEFAULTS = Object.freeze({
+  /** Ping every 30 s; 0 turns heartbeats off. */
+  heartbeatInterval: 30000,
+  /** Close a peer silent (no pong, no data) for 60 s. */
+  heartbeatTimeout: 60000,
+  /** Largest message, all fragments together: 100 MiB. */
+  maxPayloadSize: 100 * 1024 * 1024,
+  /** Keep messages sent with `wsServer.sendTo` to clients that are not connected. */
+  enableQueue: false,
+  /** Messages kept per absent client. */
+  maxQueueSize: 100,
+  /** `(protocols: string[]) => string | null`: picks the subprotocol. */
+  handleProtocols: null,
+});
+
+function optionError(Ctor, name, message, value) {
+  const err = new Ctor(`Invalid WebSocket option "${name}": ${message}. Received ${JSON.stringify(value) ?? String(value)}`);
+  err.code = 'ERR_INVALID_OPTION';
+  return err;
+}
+
+function number(name, value, { min, integer = true }) {
+  if (typeof value !== 'number') throw optionError(TypeError, name, 'must be a number', value);
+  if (Number.isNaN(value) || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw optionError(RangeError, name, `must be ${integer ? 'an integer' : 'a number'} >= ${min}`, value);
+  }
+  return value;
+}
+
+const CHECKS = {
+  heartbeatInterval: (v) => number('heartbeatInterval', v, { min: 0 }),
+  heartbeatTimeout: (v) => number('heartbeatTimeout', v, { min: 1 }),
+  maxPayloadSize: (v) => number('maxPayloadSize', v, { min: 1 }),
+  enableQueue: (v) => {
+    if (typeof v !== 'boolean') throw optionError(TypeError, 'enableQueue', 'must be a boolean', v);
+    return v;
+  },
+  maxQueueSize: (v) => number('maxQueueSize', v, { min: 0 }),
+  handleProtocols: (v) => {
+    if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'handleProtocols', 'must be a function or null', v);
+    return v;
+  },
+};
+
+/** Validates `opts` (all optional) and returns only the options it sets. */
+function validateWebSocketOptions(opts, argName = 'options.websocket') {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object') throw typeError(argName, 'an object', opts);
+  const out = {};
+  for (const key of Object.keys(opts)) {
+    const check = CHECKS[key];
+    if (check === undefined) {
+      const err = new TypeError(`Unknown WebSocket option "${key}" (known: ${Object.keys(CHECKS).join(', ')})`);
+      err.code = 'ERR_INVALID_OPTION';
+      throw err;
+    }
+    if (opts[key] !== undefined) out[key] = check(opts[key]);
+  }
+  return out;
+}
+
+module.exports = { DEFAULTS, validateWebSocketOptions };
