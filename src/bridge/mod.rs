@@ -97,7 +97,14 @@ impl NativeServer {
     pub fn configure(&self, max_payload: f64, heartbeat_interval: f64, heartbeat_timeout: f64) {
         let cfg = &self.hub.config;
         cfg.set_max_payload(max_payload.max(1.0) as u64);
+        let before = cfg.heartbeat_interval();
         cfg.set_heartbeat(heartbeat_interval.max(0.0) as u64, heartbeat_timeout.max(1.0) as u64);
+        if cfg.heartbeat_interval() != before {
+            // Open connections pick the new interval up when woken.
+            for c in self.hub.all().iter() {
+                c.wake.notify_one();
+            }
+        }
     }
 
     /// Registers a route pattern; returns its id.

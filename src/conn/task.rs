@@ -46,21 +46,29 @@ struct Task {
     reader: Reader,
     state: State,
     last_seen: Instant,
+    heartbeat_expired: bool,
 }
 
 /// Runs a connection to its end. `early` holds bytes read together with the handshake.
 pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now() };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now(), heartbeat_expired: false };
     if !early.is_empty() {
         t.input(&mut early);
     }
     drop(early);
     let mut close_deadline: Option<Instant> = None;
-    let mut next_ping = t.hub.config.heartbeat_interval().map(|i| Instant::now() + i);
+    let mut interval = t.hub.config.heartbeat_interval();
+    let mut next_ping = interval.map(|i| Instant::now() + i);
 
     loop {
         if t.conn.is_terminated() {
             t.state = State::Lost;
+        }
+        // Heartbeat settings changed at run time (the bridge wakes every connection).
+        let now_interval = t.hub.config.heartbeat_interval();
+        if now_interval != interval {
+            interval = now_interval;
+            next_ping = interval.map(|i| Instant::now() + i);
         }
         let (want_write, closing) = {
             let out = t.conn.outbox();
@@ -69,7 +77,9 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         match t.state {
             State::Open if closing => {
                 t.state = State::Closing;
-                close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                // A peer that went silent will not answer our close either: give up sooner.
+                let wait = if t.heartbeat_expired { interval.map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
+                close_deadline = Some(Instant::now() + wait);
             }
             State::PeerClosed(..) | State::Failed(..) if !want_write => break,
             State::Lost => break,
@@ -198,6 +208,7 @@ impl Task {
     fn heartbeat(&mut self) -> Option<Instant> {
         let interval = self.hub.config.heartbeat_interval()?;
         if self.last_seen.elapsed() >= self.hub.config.heartbeat_timeout() {
+            self.heartbeat_expired = true;
             self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
         } else {
             self.conn.send(OP_PING, b"");
