@@ -21,6 +21,7 @@ const EV_PING = 3;
 const EV_PONG = 4;
 const EV_CLOSE = 5;
 const EV_DRAIN = 6;
+const EV_PROTOCOLS = 7;
 
 /**
  * A WebSocket server: behaves like Node's `http.Server` for listening and closing, while the
@@ -51,6 +52,7 @@ class Server extends EventEmitter {
   _applyOptions() {
     const o = this._router._wsOptions;
     this._native.configure(o.maxPayloadSize, o.heartbeatInterval, o.heartbeatTimeout);
+    this._native.setNegotiateProtocols(typeof o.handleProtocols === 'function');
   }
 
   get listening() {
@@ -208,6 +210,9 @@ class Server extends EventEmitter {
       if (kind === EV_OPEN) {
         this._onOpen(nid, batch[i + 2]);
         i += 3;
+      } else if (kind === EV_PROTOCOLS) {
+        this._chooseProtocol(nid, batch[i + 2]);
+        i += 3;
       } else if (kind === EV_CLOSE) {
         this._onClose(nid, batch[i + 2], batch[i + 3]);
         i += 4;
@@ -227,6 +232,33 @@ class Server extends EventEmitter {
     if (this._conns.size !== before) {
       this._updateRef();
       this._emitCloseIfDrained();
+    }
+  }
+
+  /**
+   * Puts the offered subprotocols to `handleProtocols`: its result is echoed to the client
+   * (a falsy one accepts without a subprotocol; one not offered is refused with 500); if it
+   * throws, the handshake is refused with 400 and the error is logged.
+   */
+  _chooseProtocol(ticket, offered) {
+    const choose = this._router._wsOptions.handleProtocols;
+    let chosen;
+    try {
+      chosen = typeof choose === 'function' ? choose(offered) : null;
+    } catch (err) {
+      this._log(err, { route: 'handleProtocols' });
+      this._native.decideProtocol(ticket, undefined, 400);
+      return;
+    }
+    if (!chosen) {
+      this._native.decideProtocol(ticket, undefined, undefined);
+    } else if (typeof chosen === 'string' && offered.includes(chosen)) {
+      this._native.decideProtocol(ticket, chosen, undefined);
+    } else {
+      this._log(new Error(`handleProtocols returned ${JSON.stringify(chosen)}, which the client did not offer`), {
+        route: 'handleProtocols',
+      });
+      this._native.decideProtocol(ticket, undefined, 500);
     }
   }
 

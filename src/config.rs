@@ -1,7 +1,7 @@
 //! Server options: defaults, validation and the documented limits. Values that may change at
 //! run time are atomics read by connection tasks when they need them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// `maxPayloadSize` default: 100 MiB.
@@ -23,6 +23,8 @@ pub struct Config {
     max_payload: AtomicU64,
     heartbeat_interval_ms: AtomicU64,
     heartbeat_timeout_ms: AtomicU64,
+    /// JS has a `handleProtocols` function: offered subprotocols are put to it.
+    negotiate: AtomicBool,
 }
 
 impl Default for Config {
@@ -31,6 +33,7 @@ impl Default for Config {
             max_payload: AtomicU64::new(DEFAULT_MAX_PAYLOAD),
             heartbeat_interval_ms: AtomicU64::new(DEFAULT_HEARTBEAT_INTERVAL_MS),
             heartbeat_timeout_ms: AtomicU64::new(DEFAULT_HEARTBEAT_TIMEOUT_MS),
+            negotiate: AtomicBool::new(false),
         }
     }
 }
@@ -54,6 +57,14 @@ impl Config {
 
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn negotiates_protocols(&self) -> bool {
+        self.negotiate.load(Ordering::Relaxed)
+    }
+
+    pub fn set_negotiate_protocols(&self, on: bool) {
+        self.negotiate.store(on, Ordering::Relaxed);
     }
 
     pub fn set_heartbeat(&self, interval_ms: u64, timeout_ms: u64) {

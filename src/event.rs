@@ -31,6 +31,8 @@ pub struct OpenInfo {
 
 #[derive(Debug)]
 pub enum Event {
+    /// A handshake waits for JS to choose a subprotocol: answer with the ticket.
+    Protocols(u64, Vec<String>),
     Open(Box<OpenInfo>),
     Text(ConnId, String),
     Binary(ConnId, Vec<u8>),
@@ -51,6 +53,7 @@ impl Event {
             Event::Binary(_, b) | Event::Ping(_, b) | Event::Pong(_, b) => b.len(),
             Event::Close(_, _, r) => r.len(),
             Event::Open(_) => 512,
+            Event::Protocols(_, p) => p.iter().map(String::len).sum(),
             Event::Drain(_) => 0,
         }
     }

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use crate::config::{HANDSHAKE_TIMEOUT, MAX_HEADER_BYTES};
 use crate::conn;
 use crate::event::{Event, OpenInfo};
-use crate::hub::Hub;
+use crate::hub::{Decision, Hub};
 use crate::protocol::handshake::{self, Rejection};
 use crate::protocol::route::parse_query;
 
@@ -93,7 +93,18 @@ async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
         Ok(u) => u,
         Err(rejection) => return reject(stream, rejection).await,
     };
-    if stream.write_all(&handshake::response_101(&upgrade.accept, None)).await.is_err() {
+    let mut protocol = None;
+    if !upgrade.protocols.is_empty() && hub.config.negotiates_protocols() {
+        let answer = timeout(HANDSHAKE_TIMEOUT, hub.ask_protocols(upgrade.protocols.clone())).await;
+        match answer {
+            Ok(Ok(Decision::Accept(p))) => protocol = p,
+            Ok(Ok(Decision::Reject(status))) => {
+                return reject(stream, Rejection::Status(status, "Subprotocol rejected".into())).await;
+            }
+            _ => return reject(stream, Rejection::Status(503, "Service Unavailable".into())).await,
+        }
+    }
+    if stream.write_all(&handshake::response_101(&upgrade.accept, protocol.as_deref())).await.is_err() {
         return;
     }
     let early = buf[head_len..].to_vec();
@@ -109,7 +120,7 @@ async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
         params: route.params,
         query,
         remote: peer,
-        protocol: None,
+        protocol,
     })));
     conn::task::run(conn, hub, early).await;
 }

@@ -22,6 +22,8 @@ enum Kind {
     Close = 5,
     /// nothing
     Drain = 6,
+    /// `string[]` of offered subprotocols; the id is the ticket to answer
+    Protocols = 7,
 }
 
 pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
@@ -57,6 +59,14 @@ pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
         Event::Close(c, code, reason) => {
             let (k, id) = head(Kind::Close, c.0)?;
             (k, id, env.create_uint32(code as u32)?.to_unknown(), Some(env.create_string(&reason)?.to_unknown()))
+        }
+        Event::Protocols(ticket, offered) => {
+            let (k, id) = head(Kind::Protocols, ticket)?;
+            let mut arr = env.create_array(offered.len() as u32)?;
+            for (n, p) in offered.iter().enumerate() {
+                arr.set(n as u32, p.as_str())?;
+            }
+            (k, id, arr.to_unknown(), None)
         }
         Event::Drain(c) => {
             let (k, id) = head(Kind::Drain, c.0)?;

@@ -107,6 +107,23 @@ impl NativeServer {
         }
     }
 
+    /// Whether offered subprotocols are put to JS (a `handleProtocols` function exists).
+    #[napi(catch_unwind)]
+    pub fn set_negotiate_protocols(&self, on: bool) {
+        self.hub.config.set_negotiate_protocols(on);
+    }
+
+    /// Answers a subprotocol question: accept with `protocol` (or none), or reject with
+    /// `status` when it is given.
+    #[napi(catch_unwind)]
+    pub fn decide_protocol(&self, ticket: f64, protocol: Option<String>, status: Option<u32>) {
+        let decision = match status {
+            Some(s) => crate::hub::Decision::Reject(u16::try_from(s).ok().filter(|s| (400..600).contains(s)).unwrap_or(500)),
+            None => crate::hub::Decision::Accept(protocol.filter(|p| !p.is_empty())),
+        };
+        self.hub.decide(ticket as u64, decision);
+    }
+
     /// Registers a route pattern; returns its id.
     #[napi(catch_unwind)]
     pub fn add_route(&self, pattern: String) -> std::result::Result<u32, CodedError> {

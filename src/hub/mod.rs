@@ -5,11 +5,13 @@
 pub mod fanout;
 pub mod rooms;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnId};
@@ -46,6 +48,17 @@ pub struct Hub {
     registry: Mutex<Registry>,
     routes: RwLock<Routes>,
     next_id: AtomicU64,
+    /// Handshakes waiting for JS to pick a subprotocol, by ticket.
+    decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
+}
+
+/// JS's answer to a subprotocol question.
+#[derive(Debug)]
+pub enum Decision {
+    /// Accept, with this subprotocol or none.
+    Accept(Option<String>),
+    /// Refuse the handshake with this HTTP status.
+    Reject(u16),
 }
 
 impl Default for Hub {
@@ -57,6 +70,7 @@ impl Default for Hub {
             registry: Mutex::new(Registry::default()),
             routes: RwLock::new(Routes::default()),
             next_id: AtomicU64::new(1),
+            decisions: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -76,6 +90,22 @@ impl Hub {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks JS to choose among the offered subprotocols; the answer comes through `decide`.
+    pub fn ask_protocols(&self, offered: Vec<String>) -> oneshot::Receiver<Decision> {
+        let ticket = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.decisions.lock().unwrap_or_else(|e| e.into_inner()).insert(ticket, tx);
+        self.events.push(crate::event::Event::Protocols(ticket, offered));
+        rx
+    }
+
+    /// Delivers JS's answer for a ticket; a handshake that gave up meanwhile is ignored.
+    pub fn decide(&self, ticket: u64, decision: Decision) {
+        if let Some(tx) = self.decisions.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket) {
+            let _ = tx.send(decision);
+        }
     }
 
     /// Registers the connection of an upgraded socket on `route`.
