@@ -22,6 +22,7 @@ const EV_PONG = 4;
 const EV_CLOSE = 5;
 const EV_DRAIN = 6;
 const EV_PROTOCOLS = 7;
+const EV_IDLE = 8;
 
 /**
  * A WebSocket server: behaves like Node's `http.Server` for listening and closing, while the
@@ -163,17 +164,22 @@ class Server extends EventEmitter {
     }
   }
 
+  /** Emits `close` once closing and idle: no connection, none being set up. */
   _emitCloseIfDrained() {
-    if (this._closing && this._conns.size === 0 && !this._closeQueued) {
+    if (this._closing && this._isIdle() && !this._closeQueued) {
       this._closeQueued = true;
       process.nextTick(() => {
         this._closeQueued = false;
-        if (this._closing && this._conns.size === 0) {
+        if (this._closing && this._isIdle()) {
           this._closing = false;
           this.emit('close');
         }
       });
     }
+  }
+
+  _isIdle() {
+    return this._conns.size === 0 && this._native.pendingConnections() === 0;
   }
 
   _addRoute(entry) {
@@ -209,6 +215,9 @@ class Server extends EventEmitter {
       const nid = batch[i + 1];
       if (kind === EV_OPEN) {
         this._onOpen(nid, batch[i + 2]);
+        i += 3;
+      } else if (kind === EV_IDLE) {
+        this._emitCloseIfDrained();
         i += 3;
       } else if (kind === EV_PROTOCOLS) {
         this._chooseProtocol(nid, batch[i + 2]);

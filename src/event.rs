@@ -43,6 +43,8 @@ pub enum Event {
     Close(ConnId, u16, String),
     /// The connection's send buffer fell below the backpressure limit again.
     Drain(ConnId),
+    /// The last handshake in progress ended while the server was not accepting.
+    Idle,
 }
 
 impl Event {
@@ -54,7 +56,7 @@ impl Event {
             Event::Close(_, _, r) => r.len(),
             Event::Open(_) => 512,
             Event::Protocols(_, p) => p.iter().map(String::len).sum(),
-            Event::Drain(_) => 0,
+            Event::Drain(_) | Event::Idle => 0,
         }
     }
 }

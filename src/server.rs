@@ -20,12 +20,17 @@ use crate::protocol::route::parse_query;
 /// A bound, accepting listener. Dropping it does not stop it; call `stop`.
 pub struct Listening {
     pub local: SocketAddr,
+    listener: Arc<TcpListener>,
     stop_tx: watch::Sender<bool>,
 }
 
 impl Listening {
-    /// Stops accepting new connections; open ones are not touched.
+    /// Stops accepting at once: when this returns the socket no longer listens, so new
+    /// connections are refused, as with Node's `server.close()`. Open ones are not touched.
     pub fn stop(&self) {
+        // shutdown(2) on a listening socket stops it listening synchronously; the accept
+        // loop then ends on the stop signal.
+        let _ = socket2::SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
         let _ = self.stop_tx.send(true);
     }
 }
@@ -46,20 +51,23 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
 
 /// Starts accepting on `listener` inside the current runtime.
 pub fn start(hub: Arc<Hub>, listener: std::net::TcpListener) -> io::Result<Listening> {
-    let listener = TcpListener::from_std(listener)?;
+    let listener = Arc::new(TcpListener::from_std(listener)?);
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(accept_loop(hub, listener, stop_rx));
-    Ok(Listening { local, stop_tx })
+    hub.set_accepting(true);
+    tokio::spawn(accept_loop(hub, listener.clone(), stop_rx));
+    Ok(Listening { local, listener, stop_tx })
 }
 
-async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            biased;
+            _ = stop.changed() => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handshake(hub.clone(), stream, peer));
+                    let guard = HandshakeGuard::new(hub.clone());
+                    tokio::spawn(handshake(guard, stream, peer));
                 }
                 // Out of descriptors or a connection reset before accept: keep serving the
                 // others, but do not spin on a persistent error.
@@ -69,19 +77,33 @@ async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, mut stop: watch::Rece
     }
 }
 
-async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
+/// Counts a handshake in progress, so that a closing server knows when it is idle.
+struct HandshakeGuard {
+    hub: Arc<Hub>,
+}
+
+impl HandshakeGuard {
+    fn new(hub: Arc<Hub>) -> Self {
+        hub.handshake_started();
+        Self { hub }
+    }
+}
+
+impl Drop for HandshakeGuard {
+    fn drop(&mut self) {
+        self.hub.handshake_ended();
+    }
+}
+
+async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAddr) {
+    let hub = guard.hub.clone();
     let _ = stream.set_nodelay(true);
     let outcome = timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream)).await;
-    let (buf, head_len) = match outcome {
+    let (buf, req, head_len) = match outcome {
         Ok(Ok(Some(r))) => r,
         Ok(Err(rejection)) => return reject(stream, rejection).await,
         // Timed out, or the peer left: nothing to answer.
         _ => return,
-    };
-    let (req, _) = match handshake::parse(&buf[..head_len]) {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(rejection) => return reject(stream, rejection).await,
     };
     let Some(route) = hub.find_route(req.path()) else {
         return reject(stream, Rejection::NotFound).await;
@@ -111,6 +133,7 @@ async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
     drop(buf);
     let query = parse_query(req.query());
     let conn = hub.register(Arc::new(stream), route.route);
+    drop(guard);
     hub.events.push(Event::Open(Box::new(OpenInfo {
         conn: conn.id,
         route: route.route,
@@ -125,31 +148,24 @@ async fn handshake(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
     conn::task::run(conn, hub, early).await;
 }
 
-/// Reads until the end of the request head. Returns the bytes read and the head's length.
-async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, usize)>, Rejection> {
+/// Reads until the end of the request head, parsing as bytes arrive so that garbage is
+/// refused at once. Returns the bytes read, the request and the head's length.
+async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, handshake::Request, usize)>, Rejection> {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {
-            if buf.len() >= MAX_HEADER_BYTES {
-                return Err(Rejection::HeadersTooLarge);
-            }
-            buf.reserve((buf.len()).min(MAX_HEADER_BYTES - buf.len()));
+            buf.reserve(buf.len().min(MAX_HEADER_BYTES + 1 - buf.len()).max(1));
         }
-        let n = match stream.read_buf(&mut buf).await {
+        match stream.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => n,
-        };
-        let scan_from = buf.len().saturating_sub(n + 3);
-        if let Some(end) = buf[scan_from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let head_len = scan_from + end + 4;
-            if head_len > MAX_HEADER_BYTES {
-                return Err(Rejection::HeadersTooLarge);
-            }
-            return Ok(Some((buf, head_len)));
+            Ok(_) => {}
         }
-        if buf.len() >= MAX_HEADER_BYTES {
-            return Err(Rejection::HeadersTooLarge);
+        let window = &buf[..buf.len().min(MAX_HEADER_BYTES)];
+        match handshake::parse(window)? {
+            Some((req, head_len)) => return Ok(Some((buf, req, head_len))),
+            None if buf.len() >= MAX_HEADER_BYTES => return Err(Rejection::HeadersTooLarge),
+            None => {}
         }
     }
 }

@@ -24,6 +24,8 @@ enum Kind {
     Drain = 6,
     /// `string[]` of offered subprotocols; the id is the ticket to answer
     Protocols = 7,
+    /// nothing; the id is 0
+    Idle = 8,
 }
 
 pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
@@ -67,6 +69,10 @@ pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
                 arr.set(n as u32, p.as_str())?;
             }
             (k, id, arr.to_unknown(), None)
+        }
+        Event::Idle => {
+            let (k, id) = head(Kind::Idle, 0)?;
+            (k, id, env.create_uint32(0)?.to_unknown(), None)
         }
         Event::Drain(c) => {
             let (k, id) = head(Kind::Drain, c.0)?;

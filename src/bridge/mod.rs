@@ -157,6 +157,8 @@ impl NativeServer {
     #[napi(catch_unwind)]
     pub fn stop_accepting(&mut self) {
         if let Some(l) = self.listening.take() {
+            // Before stopping, so a handshake ending from now on reports the server idle.
+            self.hub.set_accepting(false);
             l.stop();
         }
     }
@@ -279,6 +281,12 @@ impl NativeServer {
     #[napi(catch_unwind)]
     pub fn buffered_amount(&self, id: f64) -> f64 {
         self.hub.get(conn_id(id)).map_or(0.0, |c| c.outbox().buffered() as f64)
+    }
+
+    /// Connections JS has not seen close yet plus handshakes in progress: 0 when idle.
+    #[napi(catch_unwind)]
+    pub fn pending_connections(&self) -> u32 {
+        self.hub.pending() as u32
     }
 
     #[napi(catch_unwind)]

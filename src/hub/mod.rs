@@ -6,7 +6,7 @@ pub mod fanout;
 pub mod rooms;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -48,6 +48,9 @@ pub struct Hub {
     registry: Mutex<Registry>,
     routes: RwLock<Routes>,
     next_id: AtomicU64,
+    /// Handshakes in progress (accepted, not yet a connection or refused).
+    handshakes: AtomicUsize,
+    accepting: AtomicBool,
     /// Handshakes waiting for JS to pick a subprotocol, by ticket.
     decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
 }
@@ -71,6 +74,8 @@ impl Default for Hub {
             routes: RwLock::new(Routes::default()),
             next_id: AtomicU64::new(1),
             decisions: Mutex::new(HashMap::new()),
+            handshakes: AtomicUsize::new(0),
+            accepting: AtomicBool::new(false),
         }
     }
 }
@@ -90,6 +95,27 @@ impl Hub {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::Release);
+    }
+
+    pub fn handshake_started(&self) {
+        self.handshakes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A handshake ended (as a connection or not). When the server no longer accepts, JS is
+    /// told, so that a closing server can see it became idle.
+    pub fn handshake_ended(&self) {
+        if self.handshakes.fetch_sub(1, Ordering::AcqRel) == 1 && !self.accepting.load(Ordering::Acquire) {
+            self.events.push(crate::event::Event::Idle);
+        }
+    }
+
+    /// Connections JS has not seen close yet, plus handshakes in progress.
+    pub fn pending(&self) -> usize {
+        self.registry().all.len() + self.handshakes.load(Ordering::Acquire)
     }
 
     /// Asks JS to choose among the offered subprotocols; the answer comes through `decide`.
