@@ -68,8 +68,8 @@ class Router {
     let entry = this._routes.get(path);
     if (entry === undefined) {
       entry = { pattern: path, handlers: [] };
-      this._routes.set(path, entry);
       for (const server of this._servers) server._addRoute(entry);
+      this._routes.set(path, entry);
     }
     entry.handlers.push(...handlers);
     return this;

@@ -33,9 +33,16 @@ function validateString(value, name) {
 
 function validateRoutePath(value, name) {
   validateString(value, name);
-  if (value[0] !== '/') {
-    const err = new TypeError(`The "${name}" argument must start with "/". Received ${describe(value)}`);
-    err.code = 'ERR_INVALID_ARG_VALUE';
+  let why = null;
+  if (value[0] !== '/') why = 'must start with "/"';
+  else {
+    const segments = value.split('/').filter(Boolean);
+    if (segments.some((s) => s === ':')) why = 'has a parameter segment without a name';
+    else if (segments.slice(0, -1).includes('**')) why = 'may use "**" only as its last segment';
+  }
+  if (why !== null) {
+    const err = new TypeError(`The "${name}" argument ${why}. Received ${describe(value)}`);
+    err.code = 'ERR_INVALID_ROUTE';
     throw err;
   }
 }

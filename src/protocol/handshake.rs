@@ -90,12 +90,13 @@ impl Rejection {
             Rejection::Status(_, r) => r,
         };
         let extra = match self {
-            Rejection::UpgradeRequired(_) => "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
+            Rejection::UpgradeRequired(_) => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
             Rejection::MethodNotAllowed => "Allow: GET\r\n",
             _ => "",
         };
+        let connection = if matches!(self, Rejection::UpgradeRequired(_)) { "Upgrade, close" } else { "close" };
         format!(
-            "HTTP/1.1 {status} {}\r\n{extra}Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} {}\r\n{extra}Connection: {connection}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
             reason_phrase(status),
             body.len()
         )
