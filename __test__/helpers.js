@@ -304,3 +304,151 @@ module.exports = {
   collect,
   nextClose,
 };
+
+/**
+ * Buffers every message of a `ws` client from now on, so that none is lost between awaits
+ * (ws emits a burst of messages synchronously). `take(n)` resolves with the next `n` as
+ * `{ data, isBinary }`, `next()` with the next one, `texts(n)` with the next `n` as strings;
+ * each rejects if the client closes first or on a timeout, saying how many had arrived.
+ * `pending()` is the number received and not taken yet.
+ */
+function inbox(ws) {
+  const items = [];
+  let closed = null;
+  let wake = null;
+  const poke = () => {
+    if (wake !== null) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  };
+  ws.on('message', (data, isBinary) => {
+    items.push({ data, isBinary });
+    poke();
+  });
+  ws.on('close', (code, reason) => {
+    closed = { code, reason: String(reason) };
+    poke();
+  });
+  async function take(n, timeoutMs = DEFAULT_TIMEOUT) {
+    const deadline = Date.now() + timeoutMs;
+    while (items.length < n) {
+      if (closed !== null) {
+        throw new Error(`closed (${closed.code} ${closed.reason}) after ${items.length} of ${n} messages`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms with ${items.length} of ${n} messages`);
+      let timer;
+      await new Promise((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+      wake = null;
+    }
+    return items.splice(0, n);
+  }
+  return {
+    take,
+    async next(timeoutMs) {
+      return (await take(1, timeoutMs))[0];
+    },
+    async texts(n, timeoutMs) {
+      return (await take(n, timeoutMs)).map((m) => {
+        if (m.isBinary) throw new Error(`expected a text message, got binary ${m.data.toString('hex')}`);
+        return m.data.toString();
+      });
+    },
+    pending: () => items.length,
+  };
+}
+
+/**
+ * A route handler that files each server-side connection under its `?name=` query value, and
+ * `get(name)` to await it as `{ ws, req }`:
+ *   const conns = named(); router.ws('/x', conns.handler); ... const { ws } = await conns.get('a');
+ */
+function named() {
+  const ready = new Map();
+  const waiting = new Map();
+  return {
+    handler(ws, req) {
+      const name = String(req.query.name);
+      const item = { ws, req };
+      ready.set(name, item);
+      const w = waiting.get(name);
+      if (w) {
+        waiting.delete(name);
+        w(item);
+      }
+    },
+    get(name, timeoutMs = DEFAULT_TIMEOUT) {
+      if (ready.has(name)) return Promise.resolve(ready.get(name));
+      return withTimeout(new Promise((resolve) => waiting.set(name, resolve)), timeoutMs, `server-side connection "${name}"`);
+    },
+  };
+}
+
+/**
+ * Completes a WebSocket handshake for `path` on a raw TCP socket and resolves with the socket
+ * once the 101 response has arrived (its data listener removed, any further bytes left
+ * unread). Rejects on any other response, an error or a timeout.
+ */
+function rawUpgrade(port, path, timeoutMs = DEFAULT_TIMEOUT) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, HOST);
+    let head = '';
+    const timer = setTimeout(() => fail(new Error(`timed out upgrading ${path}`)), timeoutMs);
+    const fail = (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const onData = (chunk) => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      socket.removeListener('data', onData);
+      socket.removeListener('error', fail);
+      socket.pause();
+      clearTimeout(timer);
+      if (!head.startsWith('HTTP/1.1 101')) return fail(new Error(`expected 101, got ${head.split('\r\n')[0]}`));
+      resolve(socket);
+    };
+    socket.on('data', onData);
+    socket.on('error', fail);
+    socket.on('connect', () => socket.write(upgradeRequest(path)));
+  });
+}
+
+/**
+ * Like `connect`, but the client's `inbox` is attached before the handshake completes, so a
+ * message the server sends at once (from the route handler) cannot be missed. Resolves with
+ * `{ client, got }`.
+ */
+function connectWithInbox(url, t, options) {
+  const client = new WebSocket(url, options);
+  if (t) t.after(() => client.terminate());
+  const got = inbox(client);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`timed out connecting to ${url}`)), DEFAULT_TIMEOUT);
+    const fail = (err) => {
+      clearTimeout(timer);
+      client.terminate();
+      reject(err);
+    };
+    client.once('open', () => {
+      clearTimeout(timer);
+      client.removeListener('error', fail);
+      resolve({ client, got });
+    });
+    client.once('error', fail);
+    client.once('unexpected-response', (req, res) => fail(new Error(`unexpected response ${res.statusCode}`)));
+  });
+}
+
+module.exports.inbox = inbox;
+module.exports.named = named;
+module.exports.rawUpgrade = rawUpgrade;
+module.exports.connectWithInbox = connectWithInbox;

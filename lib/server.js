@@ -206,10 +206,24 @@ class Server extends EventEmitter {
     try {
       batch = this._native.drain();
     } catch (err) {
+      this._native.uncork();
       process.emitWarning(`velocy: could not read engine events: ${err.message}`);
       return;
     }
     const before = this._conns.size;
+    try {
+      this._dispatch(batch);
+    } finally {
+      // Replies sent while handling the batch leave now, one write per connection.
+      this._native.uncork();
+    }
+    if (this._conns.size !== before) {
+      this._updateRef();
+      this._emitCloseIfDrained();
+    }
+  }
+
+  _dispatch(batch) {
     for (let i = 0; i < batch.length; ) {
       const kind = batch[i];
       const nid = batch[i + 1];
@@ -237,10 +251,6 @@ class Server extends EventEmitter {
         }
         i += 3;
       }
-    }
-    if (this._conns.size !== before) {
-      this._updateRef();
-      this._emitCloseIfDrained();
     }
   }
 

@@ -59,6 +59,10 @@ pub struct NativeServer {
     hub: Arc<Hub>,
     listening: Option<Listening>,
     waker: Arc<Waker>,
+    /// While JS handles a batch, sends are queued and written together by `uncork`, so the
+    /// replies to a batch leave in one write per connection.
+    corked: bool,
+    dirty: Vec<Arc<Conn>>,
 }
 
 #[napi]
@@ -72,7 +76,7 @@ impl NativeServer {
         hub.events.set_waker(Box::new(move || {
             w.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }));
-        Ok(Self { hub, listening: None, waker })
+        Ok(Self { hub, listening: None, waker, corked: false, dirty: Vec::new() })
     }
 
     /// Keeps the Node event loop alive (true) or not (false) while this server exists.
@@ -165,7 +169,8 @@ impl NativeServer {
 
     /// Takes the queued events as a flat array (see `convert::event`).
     #[napi(catch_unwind)]
-    pub fn drain<'e>(&self, env: &'e Env) -> Result<Array<'e>> {
+    pub fn drain<'e>(&mut self, env: &'e Env) -> Result<Array<'e>> {
+        self.corked = true;
         let mut out = env.create_array(0)?;
         let mut i = 0u32;
         let mut failure = None;
@@ -187,31 +192,40 @@ impl NativeServer {
         }
     }
 
+    /// Writes what was sent while the batch was handled. Called by JS after each batch.
+    #[napi(catch_unwind)]
+    pub fn uncork(&mut self) {
+        self.corked = false;
+        for conn in self.dirty.drain(..) {
+            conn.flush();
+        }
+    }
+
     /// Sends a text message. False if the connection is closed or closing.
     #[napi(catch_unwind)]
-    pub fn send_text(&self, id: f64, data: String) -> bool {
+    pub fn send_text(&mut self, id: f64, data: String) -> bool {
         self.send(id, frame::OP_TEXT, data.as_bytes())
     }
 
     /// Sends a binary message. False if the connection is closed or closing.
     #[napi(catch_unwind)]
-    pub fn send_binary(&self, id: f64, data: &[u8]) -> bool {
+    pub fn send_binary(&mut self, id: f64, data: &[u8]) -> bool {
         self.send(id, frame::OP_BINARY, data)
     }
 
     #[napi(catch_unwind)]
-    pub fn ping(&self, id: f64, data: &[u8]) -> bool {
+    pub fn ping(&mut self, id: f64, data: &[u8]) -> bool {
         self.send(id, frame::OP_PING, data)
     }
 
     #[napi(catch_unwind)]
-    pub fn pong(&self, id: f64, data: &[u8]) -> bool {
+    pub fn pong(&mut self, id: f64, data: &[u8]) -> bool {
         self.send(id, frame::OP_PONG, data)
     }
 
     /// Starts the close handshake. The facade has validated code and reason.
     #[napi(catch_unwind)]
-    pub fn close(&self, id: f64, code: Option<u32>, reason: String) -> bool {
+    pub fn close(&mut self, id: f64, code: Option<u32>, reason: String) -> bool {
         let code = code.and_then(|c| u16::try_from(c).ok()).filter(|c| close::is_valid_wire_code(*c));
         let reason = if code.is_some() { reason.as_bytes() } else { b"" };
         self.send(id, frame::OP_CLOSE, &frame::close_payload(code, reason))
@@ -310,9 +324,18 @@ impl NativeServer {
 
     /// Sends a frame to one connection: straight to its socket, or behind pending broadcasts
     /// so that the peer sees messages in the order JS produced them.
-    fn send(&self, id: f64, opcode: u8, payload: &[u8]) -> bool {
+    fn send(&mut self, id: f64, opcode: u8, payload: &[u8]) -> bool {
         let Some(conn) = self.hub.get(conn_id(id)) else { return false };
         if !self.hub.fanout.is_busy() {
+            if self.corked {
+                if !conn.outbox().is_open() {
+                    return false;
+                }
+                if conn.queue(opcode, payload) {
+                    self.dirty.push(conn);
+                }
+                return true;
+            }
             return conn.send(opcode, payload);
         }
         if !conn.outbox().is_open() {
