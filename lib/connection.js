@@ -15,7 +15,8 @@ const EMPTY = Buffer.alloc(0);
  */
 class WebSocketConnection extends EventEmitter {
   constructor(server, nid, info, routePattern) {
-    super();
+    // Rejections of async listeners are routed like thrown errors (see the method below).
+    super({ captureRejections: true });
     this._server = server;
     this._nid = nid;
     this._id = undefined;
@@ -146,6 +147,11 @@ class WebSocketConnection extends EventEmitter {
 
   inRoom(room) {
     return this._rooms !== undefined && this._rooms.has(room);
+  }
+
+  /** An async listener's rejection: reported like an exception thrown by a listener. */
+  [EventEmitter.captureRejectionSymbol](err) {
+    this._server._reportError(err, this, this._context);
   }
 
   /** A snapshot of the connection's state. */
