@@ -236,6 +236,25 @@ test('send, broadcast, send: each client receives a, b, c in that order', async 
   }
 });
 
+test('send, broadcast, send from inside message listeners keep their order too', async (t) => {
+  const { router, open } = await setup(t);
+  const peers = [];
+  for (let i = 0; i < 4; i++) peers.push(await open('/ws/chat', `p${i}`, ['room']));
+  const ROUNDS = 200;
+  // Each "go" message makes the server send a, broadcast b and send c to every member; the
+  // client sends them in bursts, so several arrive in one batch of events.
+  peers[0].ws.on('message', (data) => {
+    const r = String(data);
+    for (const p of peers) p.ws.send(`a${r}`);
+    router.room('room').broadcast(`b${r}`);
+    for (const p of peers) p.ws.send(`c${r}`);
+  });
+  for (let r = 0; r < ROUNDS; r++) peers[0].client.send(String(r));
+  const expected = [];
+  for (let r = 0; r < ROUNDS; r++) expected.push(`a${r}`, `b${r}`, `c${r}`);
+  for (const p of peers) assert.deepEqual(await p.got.texts(expected.length), expected, p.name);
+});
+
 test('1000 broadcasts arrive complete and in order at each of 20 members', async (t) => {
   const { router, open } = await setup(t);
   const peers = await Promise.all(Array.from({ length: 20 }, (_, i) => open('/ws/chat', `m${i}`, ['many'])));

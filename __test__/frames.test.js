@@ -251,27 +251,32 @@ describe('frames', () => {
     return withTimeout(sideOf(client.localPort).closed, TIMEOUT, 'the server-side close event');
   }
 
-  before(async () => {
-    const router = new Router();
+  /** An echo server at /echo whose connections report their close events to `serverSide`. */
+  async function echoServer(options) {
+    const router = new Router(options);
     router.ws('/echo', (ws) => {
       const side = sideOf(ws.remotePort);
       ws.on('message', (data, isBinary) => (isBinary ? ws.sendBinary(data) : ws.send(data)));
       ws.on('close', (code, reason) => side.resolve({ code, reason: String(reason) }));
     });
-    ({ server, port } = await listen(router));
+    return listen(router);
+  }
+
+  before(async () => {
+    ({ server, port } = await echoServer());
   });
 
   after(() => server.close());
 
-  const open = (t) => RawClient.connect(port, '/echo', t);
+  const open = (t, toPort = port) => RawClient.connect(toPort, '/echo', t);
 
   /**
    * Writes `bytes` (a Buffer or an array of Buffers, written separately) and asserts the
    * server fails the connection: its first frame is a close with `code`, the route's `ws`
    * gets a close event with that code, and the TCP connection ends.
    */
-  async function assertFails(t, bytes, code) {
-    const c = await open(t);
+  async function assertFails(t, bytes, code, toPort = port) {
+    const c = await open(t, toPort);
     for (const b of Array.isArray(bytes) ? bytes : [bytes]) await c.write(b);
     const got = await c.nextClose();
     assert.equal(got.code, code, `close code (reason: ${JSON.stringify(got.reason)})`);
@@ -514,6 +519,52 @@ describe('frames', () => {
 
     test('a message that ends inside a code point', async (t) => {
       await assertFails(t, [frame(OP.TEXT, [0x61, 0xe2], { fin: false }), frame(OP.CONT, [0x82])], 1007);
+    });
+  });
+
+  describe('maxPayloadSize: 1024 gives 1009 over the limit, counting all fragments', () => {
+    let small;
+    let smallPort;
+
+    before(async () => {
+      ({ server: small, port: smallPort } = await echoServer({ websocket: { maxPayloadSize: 1024 } }));
+    });
+
+    after(() => small.close());
+
+    test('a message of exactly 1024 bytes is echoed, in one frame or in fragments', async (t) => {
+      const c = await open(t, smallPort);
+      const data = crypto.randomBytes(1024);
+      await assertEcho(c, [frame(OP.BINARY, data)], OP.BINARY, data);
+      await assertEcho(
+        c,
+        [frame(OP.BINARY, data.subarray(0, 1000), { fin: false }), frame(OP.CONT, data.subarray(1000))],
+        OP.BINARY,
+        data
+      );
+    });
+
+    test('a frame declaring 1025 bytes is refused at its header, without waiting for the payload', async (t) => {
+      await assertFails(t, frame(OP.TEXT, [], { length: 1025 }), 1009, smallPort);
+    });
+
+    test('a continuation that takes the message over 1024 bytes is refused at its header', async (t) => {
+      await assertFails(
+        t,
+        [frame(OP.BINARY, Buffer.alloc(1000), { fin: false }), frame(OP.CONT, [], { length: 25, fin: false })],
+        1009,
+        smallPort
+      );
+    });
+
+    test('control frames do not count towards the limit of the message they interrupt', async (t) => {
+      const c = await open(t, smallPort);
+      const data = crypto.randomBytes(1024);
+      await c.write(frame(OP.BINARY, data.subarray(0, 1000), { fin: false }), frame(OP.PING, Buffer.alloc(125)));
+      assert.equal((await c.nextFrame('the pong')).opcode, OP.PONG);
+      await c.write(frame(OP.CONT, data.subarray(1000)));
+      const f = await c.nextFrame('the echo');
+      assert.deepEqual([f.opcode, f.payload], [OP.BINARY, data]);
     });
   });
 

@@ -241,6 +241,52 @@ test('joining in a close listener does nothing', async (t) => {
   assert.equal(stats().rooms, 0);
 });
 
+/** Resolves once `condition()` holds, checking on every turn of the event loop. */
+async function until(condition, what, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+test('a connection that ends while its middleware is pending still leaves its rooms', async (t) => {
+  const router = new Router();
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  t.after(() => release());
+  const entered = [];
+  let handlerRan = false;
+  router.ws(
+    '/slow',
+    async (ws, req, next) => {
+      ws.join('waiting-room');
+      ws.join('other');
+      entered.push(ws);
+      await gate;
+      next();
+    },
+    () => {
+      handlerRan = true;
+    }
+  );
+  const { url } = await listen(router, t);
+  const client = await connectWithInbox(`${url}/slow`, t);
+  await until(() => entered.length === 1, 'the middleware to run');
+  const [ws] = entered;
+  assert.equal(router.room('waiting-room').size(), 1);
+  const closed = nextClose(ws);
+  client.client.terminate();
+  // The rooms empty when the close reaches JS, whether or not the middleware has finished.
+  await until(() => router.getWebSocketRouter().getStats().rooms === 0, 'the rooms to empty');
+  release();
+  assert.equal((await closed).code, 1006);
+  assert.equal(handlerRan, false, 'the chain stops at a closed connection');
+  assert.equal(ws.rooms.size, 0);
+  assert.equal(ws.inRoom('waiting-room'), false);
+  assert.deepEqual(router.getWebSocketRouter().getStats(), { connections: 0, rooms: 0, routes: 1, queuedMessages: 0 });
+});
+
 test('a room spans every server created from the router', async (t) => {
   const router = new Router();
   const conns = named();
@@ -255,7 +301,6 @@ test('a room spans every server created from the router', async (t) => {
   ws2.join('both');
   assert.equal(router.room('both').size(), 2);
   assert.deepEqual(sorted(router.room('both').getConnections().map((w) => w.id)), sorted([ws1.id, ws2.id]));
-  assert.equal(router.getWebSocketRouter().getStats().rooms, 2, 'one room per server holding members');
   router.room('both').broadcast('hello both');
   assert.deepEqual(await in1.texts(1), ['hello both']);
   assert.deepEqual(await in2.texts(1), ['hello both']);
@@ -284,6 +329,8 @@ test('200 raw sockets destroyed at once: zero connections and zero rooms afterwa
     sockets.push(...(await Promise.all(batch)));
   }
   const serverSide = await Promise.all(sockets.map((_, i) => conns.get(String(i))));
+  const ids = serverSide.map(({ ws }) => ws.id);
+  assert.equal(new Set(ids).size, N);
   assert.equal(stats().connections, N);
   assert.equal(stats().rooms, N + 2);
   assert.equal(router.room('everyone').size(), N);
@@ -302,8 +349,14 @@ test('200 raw sockets destroyed at once: zero connections and zero rooms afterwa
   assert.equal(router.room('everyone').size(), 0);
   assert.equal(router.room('even').size(), 0);
   assert.deepEqual(router.to('/joiner').getConnections(), []);
-  // The engine's own registry (not the JS map) is empty too.
+  // Nothing is left behind: the engine's own registries (not the JS view of them), and the
+  // JS lookup by id.
   assert.equal(server._native.connectionCount(), 0);
+  assert.deepEqual(server._native.members(undefined, undefined), []);
+  assert.deepEqual(server._native.members(undefined, server._routeIds.get('/joiner')), []);
+  assert.equal(server._byUuid.size, 0);
+  const { wsServer } = router.getWebSocketRouter();
+  for (const id of ids) assert.equal(wsServer.getConnection(id), null);
   for (const { ws } of serverSide) assert.equal(ws.rooms.size, 0);
 
   // The server is still healthy: a new connection joins and receives a room broadcast.
