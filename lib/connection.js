@@ -124,7 +124,7 @@ class WebSocketConnection extends EventEmitter {
 
   /** The rooms this connection is in (a Set; change it with join and leave). */
   get rooms() {
-    if (this._rooms === undefined) this._rooms = new Set();
+    if (this._rooms === undefined) this._rooms = new RoomSet();
     return this._rooms;
   }
 
@@ -132,7 +132,7 @@ class WebSocketConnection extends EventEmitter {
   join(room) {
     validateRoomName(room, 'room');
     if (this.readyState !== OPEN || !this._server._native.join(this._nid, room)) return false;
-    this.rooms.add(room);
+    this.rooms._add(room);
     return true;
   }
 
@@ -140,12 +140,13 @@ class WebSocketConnection extends EventEmitter {
   leave(room) {
     validateRoomName(room, 'room');
     if (this._rooms === undefined || !this._rooms.has(room)) return false;
-    this._rooms.delete(room);
+    this._rooms._delete(room);
     this._server._native.leave(this._nid, room);
     return true;
   }
 
   inRoom(room) {
+    validateRoomName(room, 'room');
     return this._rooms !== undefined && this._rooms.has(room);
   }
 
@@ -165,6 +166,42 @@ class WebSocketConnection extends EventEmitter {
       remotePort: this.remotePort,
     };
   }
+}
+
+/**
+ * `ws.rooms`: a Set that follows the core. It is read-only to applications (use `join` and
+ * `leave`), so it cannot drift from what the engine knows.
+ */
+class RoomSet extends Set {
+  add(room) {
+    throw readOnly('add', room);
+  }
+
+  delete(room) {
+    throw readOnly('delete', room);
+  }
+
+  clear() {
+    throw readOnly('clear');
+  }
+
+  _add(room) {
+    return Set.prototype.add.call(this, room);
+  }
+
+  _delete(room) {
+    return Set.prototype.delete.call(this, room);
+  }
+
+  _clear() {
+    Set.prototype.clear.call(this);
+  }
+}
+
+function readOnly(method) {
+  const err = new TypeError(`ws.rooms is read-only: ${method}() is not allowed; use ws.join(room) and ws.leave(room)`);
+  err.code = 'ERR_INVALID_STATE';
+  return err;
 }
 
 function controlPayload(data) {

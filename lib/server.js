@@ -302,10 +302,7 @@ class Server extends EventEmitter {
     this._release(ws);
     this._deliver(ws, 'close', code, reason);
     // The engine forgot its rooms already; the Set stays readable until the close listeners ran.
-    if (ws._rooms !== undefined) {
-      if (ws._held === null) ws._rooms.clear();
-      else ws._held.push('_clearRooms');
-    }
+    if (ws._rooms !== undefined) ws._rooms._clear();
   }
 
   /** Emits an event on `ws`, or holds it while the route's handlers have not run yet. */
@@ -326,6 +323,8 @@ class Server extends EventEmitter {
     const held = ws._held;
     if (held === null) return;
     ws._held = null;
+    // Admitted: broadcasts to everyone and to its route reach it from now on.
+    if (ws.readyState === OPEN) this._native.admit(ws._nid);
     for (let i = 0; i < held.length; i += 3) this._deliver(ws, held[i], held[i + 1], held[i + 2]);
   }
 

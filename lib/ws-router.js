@@ -4,6 +4,7 @@
 // `wsServer` helpers. Everything here spans every server created from the router; the
 // fan-out itself happens in the engine.
 
+const { WebSocketConnection } = require('./connection');
 const { toMessage, typeError, validateFunction, validateRoomName, validateRoutePath } = require('./validation');
 
 function broadcastArgs(data, options) {
@@ -11,8 +12,14 @@ function broadcastArgs(data, options) {
     throw typeError('options', 'an object', options);
   }
   const except = options === undefined ? undefined : options.except;
-  if (except !== undefined && except !== null && typeof except !== 'string' && !Array.isArray(except)) {
-    throw typeError('options.except', 'a connection id or an array of ids', except);
+  if (
+    except !== undefined &&
+    except !== null &&
+    typeof except !== 'string' &&
+    !Array.isArray(except) &&
+    !(except instanceof WebSocketConnection)
+  ) {
+    throw typeError('options.except', 'a connection id, a connection, or an array of them', except);
   }
   const [payload, binary] = toMessage(data, options !== undefined && options.binary, 'data');
   return { payload, binary, except };
@@ -62,9 +69,20 @@ class WebSocketRouter {
   getStats() {
     let connections = 0;
     let rooms = 0;
-    for (const server of this._router._servers) {
-      connections += server._conns.size;
-      rooms += server._native.roomCount();
+    const servers = this._router._servers;
+    if (servers.size === 1) {
+      for (const server of servers) {
+        connections = server._conns.size;
+        rooms = server._native.roomCount();
+      }
+    } else {
+      // A room name used on several servers of this router is one room.
+      const names = new Set();
+      for (const server of servers) {
+        connections += server._conns.size;
+        for (const name of server._native.roomNames()) names.add(name);
+      }
+      rooms = names.size;
     }
     return {
       connections,

@@ -248,6 +248,18 @@ impl NativeServer {
         self.hub.room_size(&room) as u32
     }
 
+    /// Marks a connection as admitted: its handlers ran, so broadcasts to everyone or to its
+    /// route now reach it.
+    #[napi(catch_unwind)]
+    pub fn admit(&self, id: f64) -> bool {
+        self.hub.admit(conn_id(id))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn room_names(&self) -> Vec<String> {
+        self.hub.room_names()
+    }
+
     #[napi(catch_unwind)]
     pub fn room_count(&self) -> u32 {
         self.hub.room_count() as u32

@@ -36,7 +36,11 @@ pub enum Target<'a> {
 
 #[derive(Default)]
 struct Registry {
+    /// Every connection, admitted or not: lookups by id.
     all: Group<Arc<Conn>>,
+    /// Connections JS has admitted (their handlers ran): targets of global broadcasts.
+    admitted: Group<Arc<Conn>>,
+    /// Admitted connections by route: targets of route broadcasts.
     by_route: Vec<Group<Arc<Conn>>>,
     rooms: Rooms<Arc<Conn>>,
 }
@@ -138,14 +142,21 @@ impl Hub {
     pub fn register(&self, io: Arc<TcpStream>, route: RouteId) -> Arc<Conn> {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let conn = Arc::new(Conn::new(id, route, io));
+        self.registry().all.insert(conn.clone());
+        conn
+    }
+
+    /// Admits a connection whose handlers ran: from now on global and route broadcasts reach
+    /// it. Until then (e.g. while an authentication middleware is pending) they do not.
+    pub fn admit(&self, id: ConnId) -> bool {
         let mut reg = self.registry();
-        reg.all.insert(conn.clone());
-        let r = route.0 as usize;
+        let Some(conn) = reg.all.get(id).cloned() else { return false };
+        let r = conn.route.0 as usize;
         if reg.by_route.len() <= r {
             reg.by_route.resize_with(r + 1, Group::default);
         }
         reg.by_route[r].insert(conn.clone());
-        conn
+        reg.admitted.insert(conn)
     }
 
     /// Forgets a closed connection: removes it from every group and room. Called when JS has
@@ -154,6 +165,7 @@ impl Hub {
         let mut reg = self.registry();
         if let Some(conn) = reg.all.get(id).cloned() {
             reg.all.remove(id);
+            reg.admitted.remove(id);
             if let Some(g) = reg.by_route.get_mut(conn.route.0 as usize) {
                 g.remove(id);
             }
@@ -194,11 +206,15 @@ impl Hub {
         self.registry().rooms.len()
     }
 
+    pub fn room_names(&self) -> Vec<String> {
+        self.registry().rooms.names().map(str::to_owned).collect()
+    }
+
     /// Ids of the members of `target`.
     pub fn members(&self, target: Target) -> Vec<ConnId> {
         let reg = self.registry();
         match target {
-            Target::All => reg.all.ids().collect(),
+            Target::All => reg.admitted.ids().collect(),
             Target::Route(r) => reg.by_route.get(r.0 as usize).map_or_else(Vec::new, |g| g.ids().collect()),
             Target::Room(name) => reg.rooms.get(name).map_or_else(Vec::new, |g| g.ids().collect()),
         }
@@ -212,7 +228,7 @@ impl Hub {
         let members = {
             let reg = self.registry();
             match target {
-                Target::All => reg.all.snapshot(),
+                Target::All => reg.admitted.snapshot(),
                 Target::Route(r) => match reg.by_route.get(r.0 as usize) {
                     Some(g) => g.snapshot(),
                     None => return 0,

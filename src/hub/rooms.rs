@@ -148,6 +148,10 @@ impl<M: Member + Clone> Rooms<M> {
         self.rooms.get(room)
     }
 
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.rooms.keys().map(|k| &**k)
+    }
+
     pub fn rooms_of(&self, id: ConnId) -> &[Arc<str>] {
         self.of_member.get(&id).map_or(&[], Vec::as_slice)
     }
