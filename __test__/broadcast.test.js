@@ -362,3 +362,33 @@ test('broadcasts reach members on every server of the router; except works acros
   assert.deepEqual(await y2.got.texts(2), ['room', 'route']);
   for (const p of peers) await assertNothingElse(p);
 });
+
+test('a member that stops reading does not hold back the others', async (t) => {
+  const router = new Router();
+  const conns = named();
+  router.ws('/room', (ws, req) => {
+    ws.join('r');
+    conns.handler(ws, req);
+  });
+  const { url, port } = await listen(router, t);
+  // The stalled member completes its handshake, then never reads again.
+  const stalled = await rawUpgrade(port, '/room?name=stalled');
+  t.after(() => stalled.destroy());
+  await conns.get('stalled');
+  const reader = await connectWithInbox(`${url}/room?name=reader`, t);
+  await conns.get('reader');
+  const chunk = Buffer.alloc(100 * 1024, 7);
+  const count = 200; // 20 MB: far more than the stalled socket's kernel buffers hold
+  for (let i = 0; i < count; i++) {
+    chunk.writeUInt32BE(i, 0);
+    router.room('r').broadcast(chunk);
+  }
+  const got = await reader.got.take(count, 20000);
+  got.forEach((m, i) => {
+    assert.equal(m.isBinary, true);
+    assert.equal(m.data.length, chunk.length);
+    assert.equal(m.data.readUInt32BE(0), i);
+  });
+  const { ws } = await conns.get('stalled');
+  assert.ok(ws.bufferedAmount > 0, 'the stalled member has frames waiting in its own queue');
+});
