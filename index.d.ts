@@ -49,6 +49,12 @@ export interface WebSocketOptions {
   enableQueue?: boolean;
   /** Messages queued per absent client. @default 100 */
   maxQueueSize?: number;
+  /** How long a queued message is kept, in ms. @default 300000 */
+  queueTTL?: number;
+  /** Messages queued for all absent clients together; beyond it sendTo returns false. @default 100000 */
+  maxQueuedMessages?: number;
+  /** A stable id for a connection (becomes ws.id), derived from the app's own authentication. */
+  identify?: ((req: WebSocketRequest) => string | null | undefined) | null;
   /** Picks a subprotocol from those the client offers; a falsy result accepts without one. */
   handleProtocols?: ((protocols: string[]) => string | null | undefined | false) | null;
 }

@@ -14,8 +14,14 @@ const DEFAULTS = Object.freeze({
   maxPayloadSize: 100 * 1024 * 1024,
   /** Keep messages sent with `wsServer.sendTo` to clients that are not connected. */
   enableQueue: false,
-  /** Messages kept per absent client. */
+  /** Messages kept per absent client; when full, the oldest is dropped. */
   maxQueueSize: 100,
+  /** How long a queued message is kept, in ms (5 minutes). */
+  queueTTL: 5 * 60 * 1000,
+  /** Messages kept for all absent clients together; beyond it sendTo refuses (returns false). */
+  maxQueuedMessages: 100000,
+  /** `(req) => string | null`: a stable id for the connection (becomes `ws.id`), from the app's own authentication. */
+  identify: null,
   /** `(protocols: string[]) => string | null`: picks the subprotocol. */
   handleProtocols: null,
 });
@@ -43,6 +49,12 @@ const CHECKS = {
     return v;
   },
   maxQueueSize: (v) => number('maxQueueSize', v, { min: 0 }),
+  queueTTL: (v) => number('queueTTL', v, { min: 1 }),
+  maxQueuedMessages: (v) => number('maxQueuedMessages', v, { min: 0 }),
+  identify: (v) => {
+    if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'identify', 'must be a function or null', v);
+    return v;
+  },
   handleProtocols: (v) => {
     if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'handleProtocols', 'must be a function or null', v);
     return v;

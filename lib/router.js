@@ -3,6 +3,7 @@
 const { validateFunction, validateRoutePath, typeError } = require('./validation');
 const { WebSocketRouter } = require('./ws-router');
 const { DEFAULTS, validateWebSocketOptions } = require('./options');
+const { MessageQueue } = require('./queue');
 
 /**
  * Holds WebSocket routes and middleware. Routes may be added before or after the router is
@@ -24,6 +25,19 @@ class Router {
     this._servers = new Set();
     this._wsRouter = new WebSocketRouter(this);
     this._queue = null;
+    this._applyQueueOptions();
+  }
+
+  _applyQueueOptions() {
+    const o = this._wsOptions;
+    if (!o.enableQueue) {
+      if (this._queue !== null) this._queue.clear();
+      this._queue = null;
+    } else if (this._queue === null) {
+      this._queue = new MessageQueue(o);
+    } else {
+      this._queue.configure(o);
+    }
   }
 
   /**
@@ -33,6 +47,7 @@ class Router {
   configureWebSocket(options) {
     const changes = validateWebSocketOptions(options, 'options');
     Object.assign(this._wsOptions, changes);
+    this._applyQueueOptions();
     for (const server of this._servers) server._applyOptions();
     return this;
   }

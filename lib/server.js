@@ -288,14 +288,53 @@ class Server extends EventEmitter {
     this._conns.set(nid, ws);
     const req = buildRequest(info, entry);
     ws._context = { route: entry.pattern, params: req.params, query: req.query, req };
+    const identify = this._router._wsOptions.identify;
+    if (identify !== null) {
+      try {
+        this._identify(ws, identify(req));
+      } catch (err) {
+        this._reportError(err, ws, ws._context);
+        this._release(ws);
+        return;
+      }
+    }
     runHandlers(this, ws, req, this._router._middleware.concat(entry.handlers), ws._context);
+  }
+
+  /**
+   * Gives `ws` the app's stable id. An older connection with the same id, on any server of
+   * the router, is closed with 1001 'Replaced by a newer connection'. Messages queued for the
+   * id are sent first, before anything the handlers send.
+   */
+  _identify(ws, id) {
+    if (id === undefined || id === null || id === false) return;
+    if (typeof id !== 'string' || id.length === 0) {
+      throw new TypeError(`identify(req) must return a non-empty string or null. Received ${typeof id}`);
+    }
+    for (const server of this._router._servers) {
+      const older = server._byUuid.get(id);
+      if (older !== undefined && older !== ws) {
+        server._byUuid.delete(id);
+        older.close(1001, 'Replaced by a newer connection');
+      }
+    }
+    ws._id = id;
+    this._byUuid.set(id, ws);
+    const queue = this._router._queue;
+    const queued = queue === null ? null : queue.take(id);
+    if (queued !== null) {
+      for (const m of queued) {
+        if (typeof m.payload === 'string' && !m.binary) this._native.sendText(ws._nid, m.payload);
+        else this._native.sendBinary(ws._nid, typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload);
+      }
+    }
   }
 
   _onClose(nid, code, reason) {
     const ws = this._conns.get(nid);
     if (ws === undefined) return;
     this._conns.delete(nid);
-    if (ws._id !== undefined) this._byUuid.delete(ws._id);
+    if (ws._id !== undefined && this._byUuid.get(ws._id) === ws) this._byUuid.delete(ws._id);
     ws.readyState = CLOSED;
     // A chain that never finished (a middleware closed the connection without calling
     // next, or never settled) must not swallow the close: deliver what was held, then it.

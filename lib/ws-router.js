@@ -191,7 +191,7 @@ class WsServer {
   sendTo(id, data, options) {
     if (typeof id !== 'string') throw typeError('id', 'of type string', id);
     const ws = this._find(id);
-    if (ws !== null) return ws.send(data, options);
+    if (ws !== null && ws.readyState === 1) return ws.send(data, options);
     const queue = this._wsRouter._router._queue;
     if (queue) return queue.push(id, data, options);
     toMessage(data, false, 'data');
