@@ -32,5 +32,10 @@ const files = only.length
       .map((f) => path.join('__test__', f));
 
 let failed = run(process.execPath, ['--test', '--test-reporter=spec', ...files]) !== 0;
-if (!only.length) failed = run('cargo', ['test', '--release', '--lib']) !== 0 || failed;
+if (!only.length) {
+  failed = run('cargo', ['test', '--release', '--lib']) !== 0 || failed;
+  // Bounded fuzzing of the frame reader and the handshake parser (10 s per target), plus
+  // the seed corpus and the regressions it found. See fuzz/README.md for open-ended runs.
+  failed = run('cargo', ['test', '--release', '--manifest-path', 'fuzz/Cargo.toml']) !== 0 || failed;
+}
 process.exit(failed ? 1 : 0);

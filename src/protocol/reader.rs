@@ -188,6 +188,7 @@ impl Reader {
             data: Vec::with_capacity((h.len as usize).min(INITIAL_RESERVE)),
             valid: 0,
         });
+        reserve_within(&mut m.data, chunk.len(), self.max_message);
         m.data.extend_from_slice(chunk);
         if m.text {
             m.valid = utf8::validate_from(&m.data, m.valid).map_err(|_| BAD_UTF8)?;
@@ -232,6 +233,17 @@ impl Reader {
             _ => unreachable!("parse_header admits no other control opcode"),
         }
         Ok(())
+    }
+}
+
+/// Makes room for `more` bytes, doubling like `Vec` would but never past `limit`: the
+/// declared lengths already keep the message within it, so the buffer stays within it too.
+fn reserve_within(data: &mut Vec<u8>, more: usize, limit: u64) {
+    let need = data.len() + more;
+    if need > data.capacity() {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let cap = data.capacity().saturating_mul(2).min(limit).max(need);
+        data.reserve_exact(cap - data.len());
     }
 }
 
