@@ -145,7 +145,8 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
         remote: peer,
         protocol,
     })));
-    conn::task::run(conn, hub, early).await;
+    // The connection runs as its own task, so the handshake's state is freed now.
+    tokio::spawn(conn::task::run(conn, hub, early));
 }
 
 /// Reads until the end of the request head, parsing as bytes arrive so that garbage is

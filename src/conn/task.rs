@@ -56,6 +56,8 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         t.input(&mut early);
     }
     drop(early);
+    // Handles the select below borrows while `t` is mutated in its arms.
+    let (conn, hub) = (t.conn.clone(), t.hub.clone());
     let mut close_deadline: Option<Instant> = None;
     let mut interval = t.hub.config.heartbeat_interval();
     let mut next_ping = interval.map(|i| Instant::now() + i);
@@ -93,11 +95,15 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         };
-        let io = t.conn.io.clone();
+        // One timer serves both the close deadline and the next ping.
+        let timer = match (close_deadline, next_ping.filter(|_| t.state == State::Open)) {
+            (Some(c), Some(p)) => Some(c.min(p)),
+            (c, p) => c.or(p),
+        };
         tokio::select! {
             biased;
-            _ = t.conn.wake.notified() => {}
-            ready = async { io.ready(interest.expect("guarded")).await }, if interest.is_some() => {
+            _ = conn.wake.notified() => {}
+            ready = conn.io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
                 match ready {
                     Ok(r) => {
                         if r.is_writable() || r.is_write_closed() {
@@ -110,12 +116,14 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                     Err(_) => t.state = State::Lost,
                 }
             }
-            _ = t.hub.events.wait_for_space(), if may_read && !read => {}
-            _ = sleep_until(close_deadline.unwrap_or_else(Instant::now)), if close_deadline.is_some() => {
-                t.state = State::Lost;
-            }
-            _ = sleep_until(next_ping.unwrap_or_else(Instant::now)), if next_ping.is_some() && t.state == State::Open => {
-                next_ping = t.heartbeat();
+            _ = hub.events.wait_for_space(), if may_read && !read => {}
+            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                let now = Instant::now();
+                if close_deadline.is_some_and(|d| d <= now) {
+                    t.state = State::Lost;
+                } else if next_ping.is_some_and(|p| p <= now) && t.state == State::Open {
+                    next_ping = t.heartbeat();
+                }
             }
         }
     }
@@ -222,23 +230,29 @@ impl Task {
 async fn linger(conn: &Conn) {
     let _ = socket_shutdown_write(&conn.io);
     let deadline = Instant::now() + LINGER_TIMEOUT;
-    let mut buf = [0u8; 512];
     loop {
         tokio::select! {
             r = conn.io.readable() => {
-                if r.is_err() {
+                if r.is_err() || discard_input(conn) {
                     return;
-                }
-                match conn.io.try_read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
                 }
             }
             _ = sleep_until(deadline) => return,
         }
     }
+}
+
+/// Reads and drops what is readable; true once the peer has closed or the socket failed.
+fn discard_input(conn: &Conn) -> bool {
+    SCRATCH.with(|scratch| loop {
+        match conn.io.try_read(&mut scratch.borrow_mut()) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    })
 }
 
 fn socket_shutdown_write(io: &tokio::net::TcpStream) -> io::Result<()> {
