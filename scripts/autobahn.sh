@@ -3,10 +3,10 @@
 # server afterwards. Arguments go to the runner (e.g. --cases '1.*,5.*', --out DIR); its
 # exit status is this script's (0: no case failed, 1: some failed, 2: could not run).
 #   scripts/autobahn.sh [runner options]
-# AUTOBAHN_RUN overrides the runner (default /work/shared/tools/autobahn/run).
+# AUTOBAHN_RUN overrides the runner (default ../shared/tools/autobahn/run, beside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${AUTOBAHN_RUN:-/work/shared/tools/autobahn/run}
+run=${AUTOBAHN_RUN:-../shared/tools/autobahn/run}
 
 coproc SERVER { exec node examples/echo-server.js 0; }
 server_pid=$SERVER_PID
