@@ -43,7 +43,7 @@ export interface WebSocketOptions {
   heartbeatInterval?: number;
   /** Close a peer that sent nothing (no pong, no data) for this many ms. @default 60000 */
   heartbeatTimeout?: number;
-  /** Largest message in bytes, all fragments together; larger closes with 1009. @default 104857600 */
+  /** Largest message in bytes, all fragments together; larger closes with 1009. @default 419430400 */
   maxPayloadSize?: number;
   /** Queue `wsServer.sendTo` messages for clients that are not connected. @default false */
   enableQueue?: boolean;
@@ -55,6 +55,16 @@ export interface WebSocketOptions {
   maxQueuedMessages?: number;
   /** A stable id for a connection (becomes ws.id), derived from the app's own authentication. */
   identify?: ((req: WebSocketRequest) => string | null | undefined) | null;
+  /** How long a handshake may take, from accept to the 101 response, in ms. @default 10000 */
+  handshakeTimeout?: number;
+  /**
+   * Bytes queued for one peer above which `send` returns false (a 'drain' event follows),
+   * broadcasts skip the peer (or close it, see closeOnBackpressureLimit) and its input is not
+   * read until it drains. @default 4194304
+   */
+  maxBackpressure?: number;
+  /** Broadcasts close a peer over maxBackpressure with 1008 'Slow consumer' instead of skipping it. @default false */
+  closeOnBackpressureLimit?: boolean;
   /** Picks a subprotocol from those the client offers; a falsy result accepts without one. */
   handleProtocols?: ((protocols: string[]) => string | null | undefined | false) | null;
 }

@@ -24,6 +24,12 @@ const DEFAULTS = Object.freeze({
   identify: null,
   /** `(protocols: string[]) => string | null`: picks the subprotocol. */
   handleProtocols: null,
+  /** How long a handshake may take, from accept to the 101 response, in ms. */
+  handshakeTimeout: 10000,
+  /** Bytes queued for one peer above which send returns false (then 'drain'), broadcasts skip it, and its input is not read. */
+  maxBackpressure: 4 * 1024 * 1024,
+  /** A broadcast to a peer over maxBackpressure closes it with 1008 'Slow consumer' instead of skipping it. */
+  closeOnBackpressureLimit: false,
 });
 
 function optionError(Ctor, name, message, value) {
@@ -51,6 +57,12 @@ const CHECKS = {
   maxQueueSize: (v) => number('maxQueueSize', v, { min: 0 }),
   queueTTL: (v) => number('queueTTL', v, { min: 1 }),
   maxQueuedMessages: (v) => number('maxQueuedMessages', v, { min: 0 }),
+  handshakeTimeout: (v) => number('handshakeTimeout', v, { min: 1 }),
+  maxBackpressure: (v) => number('maxBackpressure', v, { min: 0 }),
+  closeOnBackpressureLimit: (v) => {
+    if (typeof v !== 'boolean') throw optionError(TypeError, 'closeOnBackpressureLimit', 'must be a boolean', v);
+    return v;
+  },
   identify: (v) => {
     if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'identify', 'must be a function or null', v);
     return v;

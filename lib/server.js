@@ -54,6 +54,7 @@ class Server extends EventEmitter {
     const o = this._router._wsOptions;
     this._native.configure(o.maxPayloadSize, o.heartbeatInterval, o.heartbeatTimeout);
     this._native.setNegotiateProtocols(typeof o.handleProtocols === 'function');
+    this._native.setLimits(o.handshakeTimeout, o.maxBackpressure, o.closeOnBackpressureLimit);
   }
 
   get listening() {

@@ -10,8 +10,11 @@ pub const DEFAULT_MAX_PAYLOAD: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 30_000;
 /// `heartbeatTimeout` default in ms.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 60_000;
-/// How long a handshake may take from accept to the end of the request head.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `handshakeTimeout` default: how long a handshake may take, from accept to the 101, in ms.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// `maxBackpressure` default: bytes queued for one peer above which `send` returns false,
+/// broadcasts skip (or close) the peer and the peer's input is no longer read.
+pub const DEFAULT_MAX_BACKPRESSURE: u64 = 4 * 1024 * 1024;
 /// Largest request head accepted (Node's default `maxHeaderSize`).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long to wait for the peer's close frame after sending ours.
@@ -25,6 +28,10 @@ pub struct Config {
     heartbeat_timeout_ms: AtomicU64,
     /// JS has a `handleProtocols` function: offered subprotocols are put to it.
     negotiate: AtomicBool,
+    handshake_timeout_ms: AtomicU64,
+    max_backpressure: AtomicU64,
+    /// A broadcast to a peer over `max_backpressure` closes it (1008) instead of skipping it.
+    close_on_backpressure: AtomicBool,
 }
 
 impl Default for Config {
@@ -34,6 +41,9 @@ impl Default for Config {
             heartbeat_interval_ms: AtomicU64::new(DEFAULT_HEARTBEAT_INTERVAL_MS),
             heartbeat_timeout_ms: AtomicU64::new(DEFAULT_HEARTBEAT_TIMEOUT_MS),
             negotiate: AtomicBool::new(false),
+            handshake_timeout_ms: AtomicU64::new(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+            max_backpressure: AtomicU64::new(DEFAULT_MAX_BACKPRESSURE),
+            close_on_backpressure: AtomicBool::new(false),
         }
     }
 }
@@ -57,6 +67,24 @@ impl Config {
 
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn max_backpressure(&self) -> usize {
+        self.max_backpressure.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn closes_on_backpressure(&self) -> bool {
+        self.close_on_backpressure.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limits(&self, handshake_timeout_ms: u64, max_backpressure: u64, close_on_backpressure: bool) {
+        self.handshake_timeout_ms.store(handshake_timeout_ms, Ordering::Relaxed);
+        self.max_backpressure.store(max_backpressure, Ordering::Relaxed);
+        self.close_on_backpressure.store(close_on_backpressure, Ordering::Relaxed);
     }
 
     pub fn negotiates_protocols(&self) -> bool {

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use crate::config::{HANDSHAKE_TIMEOUT, MAX_HEADER_BYTES};
+use crate::config::MAX_HEADER_BYTES;
 use crate::conn;
 use crate::event::{Event, OpenInfo};
 use crate::hub::{Decision, Hub};
@@ -98,7 +98,8 @@ impl Drop for HandshakeGuard {
 async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAddr) {
     let hub = guard.hub.clone();
     let _ = stream.set_nodelay(true);
-    let outcome = timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream)).await;
+    let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
+    let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
     let (buf, req, head_len) = match outcome {
         Ok(Ok(Some(r))) => r,
         Ok(Err(rejection)) => return reject(stream, rejection).await,
@@ -117,7 +118,7 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
     };
     let mut protocol = None;
     if !upgrade.protocols.is_empty() && hub.config.negotiates_protocols() {
-        let answer = timeout(HANDSHAKE_TIMEOUT, hub.ask_protocols(upgrade.protocols.clone())).await;
+        let answer = tokio::time::timeout_at(deadline, hub.ask_protocols(upgrade.protocols.clone())).await;
         match answer {
             Ok(Ok(Decision::Accept(p))) => protocol = p,
             Ok(Ok(Decision::Reject(status))) => {
@@ -173,7 +174,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, handshake:
 
 /// Sends a rejection response and closes the connection gracefully.
 async fn reject(mut stream: TcpStream, rejection: Rejection) {
-    let _ = timeout(HANDSHAKE_TIMEOUT, async {
+    let _ = timeout(crate::config::LINGER_TIMEOUT, async {
         let _ = stream.write_all(&rejection.response()).await;
         let _ = stream.shutdown().await;
     })

@@ -111,6 +111,13 @@ impl NativeServer {
         }
     }
 
+    /// Applies limits (validated by the facade): handshake timeout in ms, backpressure in
+    /// bytes, and whether broadcasts close peers over it instead of skipping them.
+    #[napi(catch_unwind)]
+    pub fn set_limits(&self, handshake_timeout: f64, max_backpressure: f64, close_on_backpressure: bool) {
+        self.hub.config.set_limits(handshake_timeout.max(1.0) as u64, max_backpressure.max(0.0) as u64, close_on_backpressure);
+    }
+
     /// Whether offered subprotocols are put to JS (a `handleProtocols` function exists).
     #[napi(catch_unwind)]
     pub fn set_negotiate_protocols(&self, on: bool) {
@@ -336,6 +343,9 @@ impl NativeServer {
 
     /// Sends a frame to one connection: straight to its socket, or behind pending broadcasts
     /// so that the peer sees messages in the order JS produced them.
+    /// Returns false when the connection is closed, or (like a Node stream's `write`) when
+    /// the peer's queue is now over `maxBackpressure`: the frame is queued all the same and
+    /// a `drain` event follows once the queue is back under the limit.
     fn send(&mut self, id: f64, opcode: u8, payload: &[u8]) -> bool {
         let Some(conn) = self.hub.get(conn_id(id)) else { return false };
         if !self.hub.fanout.is_busy() {
@@ -344,18 +354,27 @@ impl NativeServer {
                     return false;
                 }
                 if conn.queue(opcode, payload) {
-                    self.dirty.push(conn);
+                    self.dirty.push(conn.clone());
                 }
-                return true;
+            } else if !conn.send(opcode, payload) {
+                return false;
             }
-            return conn.send(opcode, payload);
+        } else {
+            if !conn.outbox().is_open() {
+                return false;
+            }
+            let Ok(rt) = runtime() else { return false };
+            let _rt = rt.enter();
+            self.hub.fanout.submit(Job::Frame { conn: conn.clone(), opcode, payload: Bytes::copy_from_slice(payload) });
         }
-        if !conn.outbox().is_open() {
+        let limit = self.hub.config.max_backpressure();
+        // Deferred frames are not in the outbox yet: count them too.
+        let pending = if self.hub.fanout.is_busy() { payload.len() } else { 0 };
+        let mut out = conn.outbox();
+        if out.buffered() + pending > limit {
+            out.want_drain(limit);
             return false;
         }
-        let Ok(rt) = runtime() else { return false };
-        let _rt = rt.enter();
-        self.hub.fanout.submit(Job::Frame { conn, opcode, payload: Bytes::copy_from_slice(payload) });
         true
     }
 }

@@ -38,6 +38,10 @@ pub struct Outbox {
     closing: bool,
     /// Writing failed or the connection ended; further frames are dropped.
     dead: bool,
+    /// `send` reported backpressure: once `buffered` falls to this, a drain is due.
+    drain_at: Option<usize>,
+    /// A drain is due: the task reports it to JS.
+    drained: bool,
 }
 
 /// At most this many buffers go into one vectored write.
@@ -55,6 +59,16 @@ impl Outbox {
     /// Whether new frames are accepted.
     pub fn is_open(&self) -> bool {
         !self.closing && !self.dead
+    }
+
+    /// Remembers that a sender was told to wait until `buffered` is at most `limit`.
+    pub fn want_drain(&mut self, limit: usize) {
+        self.drain_at = Some(limit);
+    }
+
+    /// True once after the queue fell back under the limit a sender was told about.
+    pub fn take_drained(&mut self) -> bool {
+        std::mem::take(&mut self.drained)
     }
 
     /// Queues one frame, encoded here. Returns false (and queues nothing) once closing.
@@ -119,6 +133,10 @@ impl Outbox {
 
     fn consume(&mut self, mut n: usize) {
         self.buffered -= n;
+        if self.drain_at.is_some_and(|limit| self.buffered <= limit) {
+            self.drain_at = None;
+            self.drained = true;
+        }
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(c) if c.len() <= n => {
@@ -144,6 +162,17 @@ impl Outbox {
         self.tail = BytesMut::new();
         self.buffered = 0;
     }
+}
+
+/// What became of a frame offered to a connection's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued; `flush` when nothing was queued before (no write is under way).
+    Yes { flush: bool },
+    /// Not queued: the peer already has more than the limit waiting.
+    OverLimit,
+    /// Not queued: the connection is closing or gone.
+    Closed,
 }
 
 /// What the rest of the core holds of a connection.
@@ -205,6 +234,25 @@ impl Conn {
         out.push_shared(frame) && idle
     }
 
+    /// Queues a shared frame unless more than `limit` bytes are already waiting.
+    pub fn queue_shared_within(&self, frame: Bytes, limit: usize) -> Queued {
+        let mut out = self.outbox();
+        if !out.is_open() {
+            return Queued::Closed;
+        }
+        if out.buffered() > limit {
+            return Queued::OverLimit;
+        }
+        let idle = out.buffered() == 0;
+        out.push_shared(frame);
+        Queued::Yes { flush: idle }
+    }
+
+    /// Closes a peer that does not keep up: close frame 1008, after what is already queued.
+    pub fn close_slow_consumer(&self) {
+        self.send(frame::OP_CLOSE, &frame::close_payload(Some(1008), b"Slow consumer"));
+    }
+
     /// Writes what the socket takes now; the task finishes the rest.
     pub fn flush(&self) {
         let mut out = self.outbox();
@@ -214,7 +262,7 @@ impl Conn {
 
     fn flush_locked(&self, out: &mut Outbox, always_wake: bool) {
         match out.flush(&self.io) {
-            Ok(true) if !always_wake => {}
+            Ok(true) if !always_wake && !out.drained => {}
             // Partly written, failed, or a close the task must act on: the task takes over.
             _ => self.wake.notify_one(),
         }

@@ -72,9 +72,12 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             interval = now_interval;
             next_ping = interval.map(|i| Instant::now() + i);
         }
-        let (want_write, closing) = {
-            let out = t.conn.outbox();
-            (out.buffered() > 0, out.is_closing())
+        let (want_write, closing, over_limit) = {
+            let mut out = t.conn.outbox();
+            if out.take_drained() {
+                hub.events.push(Event::Drain(conn.id));
+            }
+            (out.buffered() > 0, out.is_closing(), out.buffered() > hub.config.max_backpressure())
         };
         match t.state {
             State::Open if closing => {
@@ -88,7 +91,9 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             _ => {}
         }
         let may_read = matches!(t.state, State::Open | State::Closing);
-        let read = may_read && !t.hub.events.is_full();
+        // A peer whose queue is over the limit is not read from until it drains: whatever it
+        // sends (pings, requests) would only add to what it does not take.
+        let read = may_read && !over_limit && !hub.events.is_full();
         let interest = match (read, want_write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -116,7 +121,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                     Err(_) => t.state = State::Lost,
                 }
             }
-            _ = hub.events.wait_for_space(), if may_read && !read => {}
+            _ = hub.events.wait_for_space(), if may_read && !read && !over_limit => {}
             _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| d <= now) {

@@ -13,11 +13,13 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::conn::{Conn, ConnId};
+use crate::conn::{Conn, ConnId, Queued};
 
 pub enum Job {
     /// `except` is sorted.
-    Broadcast { members: Arc<Vec<Arc<Conn>>>, frame: Bytes, except: Vec<ConnId> },
+    /// Peers with more than `limit` bytes queued miss the frame, or are closed with 1008
+    /// when `close_slow` is set.
+    Broadcast { members: Arc<Vec<Arc<Conn>>>, frame: Bytes, except: Vec<ConnId>, limit: usize, close_slow: bool },
     /// A frame for one connection, deferred behind earlier broadcasts.
     Frame { conn: Arc<Conn>, opcode: u8, payload: Bytes },
     Terminate(Arc<Conn>),
@@ -83,13 +85,21 @@ fn queue_all(batch: Vec<Job>, touched: &mut HashSet<ConnId>) -> Vec<Arc<Conn>> {
     let mut dirty = Vec::new();
     for job in batch {
         match job {
-            Job::Broadcast { members, frame, except } => {
+            Job::Broadcast { members, frame, except, limit, close_slow } => {
                 for m in members.iter() {
                     if !except.is_empty() && except.binary_search(&m.id).is_ok() {
                         continue;
                     }
-                    if m.queue_shared(frame.clone()) && touched.insert(m.id) {
-                        dirty.push(m.clone());
+                    match m.queue_shared_within(frame.clone(), limit) {
+                        Queued::Yes { flush } => {
+                            if flush && touched.insert(m.id) {
+                                dirty.push(m.clone());
+                            }
+                        }
+                        Queued::OverLimit if close_slow => {
+                            m.close_slow_consumer();
+                        }
+                        Queued::OverLimit | Queued::Closed => {}
                     }
                 }
             }

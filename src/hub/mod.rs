@@ -241,7 +241,9 @@ impl Hub {
         };
         let n = members.len();
         if n > 0 {
-            self.fanout.submit(Job::Broadcast { members, frame, except });
+            let limit = self.config.max_backpressure();
+            let close_slow = self.config.closes_on_backpressure();
+            self.fanout.submit(Job::Broadcast { members, frame, except, limit, close_slow });
         }
         n
     }
