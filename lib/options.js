@@ -30,12 +30,32 @@ const DEFAULTS = Object.freeze({
   maxBackpressure: 4 * 1024 * 1024,
   /** A broadcast to a peer over maxBackpressure closes it with 1008 'Slow consumer' instead of skipping it. */
   closeOnBackpressureLimit: false,
+  /** `(req) => boolean | { status, message } | Promise<...>`: accepts or refuses a handshake before the upgrade. */
+  verifyClient: null,
+  /** Origins allowed to connect (exact, case-insensitive; '*' allows any); others get 403. null: no check. */
+  allowedOrigins: null,
+  /** Open connections above which new handshakes get 503; 0: no limit. */
+  maxConnections: 0,
+  /** `{ messages, interval }`: a connection sending more messages (pings included) per interval ms is closed with 1008. null: no limit. */
+  rateLimit: null,
 });
 
 function optionError(Ctor, name, message, value) {
-  const err = new Ctor(`Invalid WebSocket option "${name}": ${message}. Received ${JSON.stringify(value) ?? String(value)}`);
+  const err = new Ctor(`Invalid WebSocket option "${name}": ${message}. Received ${show(value)}`);
   err.code = 'ERR_INVALID_OPTION';
   return err;
+}
+
+/** A short description of any value; never throws (BigInt, circular objects, Proxies). */
+function show(value) {
+  try {
+    if (typeof value === 'bigint') return `${value}n`;
+    if (typeof value === 'symbol' || typeof value === 'function') return String(value);
+    const json = JSON.stringify(value);
+    return json === undefined ? String(value) : json.length > 60 ? `${json.slice(0, 57)}...` : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
 
 function number(name, value, { min, integer = true }) {
@@ -63,6 +83,29 @@ const CHECKS = {
     if (typeof v !== 'boolean') throw optionError(TypeError, 'closeOnBackpressureLimit', 'must be a boolean', v);
     return v;
   },
+  verifyClient: (v) => {
+    if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'verifyClient', 'must be a function or null', v);
+    return v;
+  },
+  allowedOrigins: (v) => {
+    if (v === null) return v;
+    if (!Array.isArray(v) || v.some((o) => typeof o !== 'string' || o.length === 0)) {
+      throw optionError(TypeError, 'allowedOrigins', 'must be an array of non-empty strings or null', v);
+    }
+    return v.slice();
+  },
+  maxConnections: (v) => number('maxConnections', v, { min: 0 }),
+  rateLimit: (v) => {
+    if (v === null) return v;
+    if (typeof v !== 'object') throw optionError(TypeError, 'rateLimit', 'must be { messages, interval } or null', v);
+    for (const key of Object.keys(v)) {
+      if (key !== 'messages' && key !== 'interval') throw optionError(TypeError, `rateLimit.${key}`, 'is not an option', v[key]);
+    }
+    return {
+      messages: number('rateLimit.messages', v.messages, { min: 1 }),
+      interval: v.interval === undefined ? 1000 : number('rateLimit.interval', v.interval, { min: 1 }),
+    };
+  },
   identify: (v) => {
     if (v !== null && typeof v !== 'function') throw optionError(TypeError, 'identify', 'must be a function or null', v);
     return v;
@@ -79,7 +122,7 @@ function validateWebSocketOptions(opts, argName = 'options.websocket') {
   if (opts === null || typeof opts !== 'object') throw typeError(argName, 'an object', opts);
   const out = {};
   for (const key of Object.keys(opts)) {
-    const check = CHECKS[key];
+    const check = Object.hasOwn(CHECKS, key) ? CHECKS[key] : undefined;
     if (check === undefined) {
       const err = new TypeError(`Unknown WebSocket option "${key}" (known: ${Object.keys(CHECKS).join(', ')})`);
       err.code = 'ERR_INVALID_OPTION';
@@ -90,4 +133,4 @@ function validateWebSocketOptions(opts, argName = 'options.websocket') {
   return out;
 }
 
-module.exports = { DEFAULTS, validateWebSocketOptions };
+module.exports = { DEFAULTS, validateWebSocketOptions, show };

@@ -10,6 +10,7 @@ const { runHandlers } = require('./dispatch');
 const { Router } = require('./router');
 const { WS_STATES } = require('./constants');
 const { typeError } = require('./validation');
+const { show } = require('./options');
 
 const { OPEN, CLOSED } = WS_STATES;
 
@@ -21,7 +22,7 @@ const EV_PING = 3;
 const EV_PONG = 4;
 const EV_CLOSE = 5;
 const EV_DRAIN = 6;
-const EV_PROTOCOLS = 7;
+const EV_VERIFY = 7;
 const EV_IDLE = 8;
 
 /**
@@ -55,6 +56,10 @@ class Server extends EventEmitter {
     this._native.configure(o.maxPayloadSize, o.heartbeatInterval, o.heartbeatTimeout);
     this._native.setNegotiateProtocols(typeof o.handleProtocols === 'function');
     this._native.setLimits(o.handshakeTimeout, o.maxBackpressure, o.closeOnBackpressureLimit);
+    this._native.setVerify(typeof o.verifyClient === 'function');
+    this._native.setAllowedOrigins(o.allowedOrigins === null ? undefined : o.allowedOrigins);
+    const rate = o.rateLimit;
+    this._native.setAdmission(o.maxConnections, rate === null ? 0 : rate.messages, rate === null ? 1000 : rate.interval);
   }
 
   get listening() {
@@ -234,9 +239,9 @@ class Server extends EventEmitter {
       } else if (kind === EV_IDLE) {
         this._emitCloseIfDrained();
         i += 3;
-      } else if (kind === EV_PROTOCOLS) {
-        this._chooseProtocol(nid, batch[i + 2]);
-        i += 3;
+      } else if (kind === EV_VERIFY) {
+        this._verify(nid, batch[i + 2], batch[i + 3]);
+        i += 4;
       } else if (kind === EV_CLOSE) {
         this._onClose(nid, batch[i + 2], batch[i + 3]);
         i += 4;
@@ -256,29 +261,54 @@ class Server extends EventEmitter {
   }
 
   /**
-   * Puts the offered subprotocols to `handleProtocols`: its result is echoed to the client
-   * (a falsy one accepts without a subprotocol; one not offered is refused with 500); if it
-   * throws, the handshake is refused with 400 and the error is logged.
+   * Decides on a handshake before the upgrade: `verifyClient(req)` first (true accepts;
+   * false, null or undefined refuse with 401; an object `{ status, message }` refuses with
+   * that status; a promise is awaited; a throw or rejection refuses with 500 and is logged),
+   * then `handleProtocols(offered)` when the client offered subprotocols (its answer is
+   * echoed; a falsy one accepts without a subprotocol; a throw refuses with 400; a name the
+   * client did not offer refuses with 500).
    */
-  _chooseProtocol(ticket, offered) {
-    const choose = this._router._wsOptions.handleProtocols;
-    let chosen;
+  _verify(ticket, info, offered) {
+    const o = this._router._wsOptions;
+    const native = this._native;
+    const entry = this._routesById[info.route];
+    const req = buildRequest(info, entry);
+    const failed = (err, what) => {
+      this._log(err, { route: `${entry.pattern} (${what})` });
+      native.decide(ticket, undefined, 500, 'Internal Server Error');
+    };
+    const settle = (verdict) => {
+      if (verdict === false || verdict === null || verdict === undefined) {
+        return native.decide(ticket, undefined, 401, 'Unauthorized');
+      }
+      if (typeof verdict === 'object') {
+        const status = Number.isInteger(verdict.status) && verdict.status >= 400 && verdict.status <= 599 ? verdict.status : 401;
+        const message = typeof verdict.message === 'string' ? verdict.message : status === 401 ? 'Unauthorized' : 'Forbidden';
+        return native.decide(ticket, undefined, status, message);
+      }
+      if (offered.length === 0 || typeof o.handleProtocols !== 'function') return native.decide(ticket, undefined, undefined);
+      let chosen;
+      try {
+        chosen = o.handleProtocols(offered);
+      } catch (err) {
+        this._log(err, { route: `${entry.pattern} (handleProtocols)` });
+        return native.decide(ticket, undefined, 400, 'Subprotocol rejected');
+      }
+      if (!chosen) return native.decide(ticket, undefined, undefined);
+      if (typeof chosen === 'string' && offered.includes(chosen)) return native.decide(ticket, chosen, undefined);
+      failed(new Error(`handleProtocols returned ${show(chosen)}, which the client did not offer`), 'handleProtocols');
+    };
+    if (typeof o.verifyClient !== 'function') return settle(true);
+    let verdict;
     try {
-      chosen = typeof choose === 'function' ? choose(offered) : null;
+      verdict = o.verifyClient(req);
     } catch (err) {
-      this._log(err, { route: 'handleProtocols' });
-      this._native.decideProtocol(ticket, undefined, 400);
-      return;
+      return failed(err, 'verifyClient');
     }
-    if (!chosen) {
-      this._native.decideProtocol(ticket, undefined, undefined);
-    } else if (typeof chosen === 'string' && offered.includes(chosen)) {
-      this._native.decideProtocol(ticket, chosen, undefined);
+    if (verdict !== null && typeof verdict === 'object' && typeof verdict.then === 'function') {
+      verdict.then(settle, (err) => failed(err, 'verifyClient'));
     } else {
-      this._log(new Error(`handleProtocols returned ${JSON.stringify(chosen)}, which the client did not offer`), {
-        route: 'handleProtocols',
-      });
-      this._native.decideProtocol(ticket, undefined, 500);
+      settle(verdict);
     }
   }
 

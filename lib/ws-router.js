@@ -191,8 +191,13 @@ class WsServer {
   sendTo(id, data, options) {
     if (typeof id !== 'string') throw typeError('id', 'of type string', id);
     const ws = this._find(id);
-    if (ws !== null && ws.readyState === 1) return ws.send(data, options);
     const queue = this._wsRouter._router._queue;
+    if (ws !== null && ws.readyState === 1) {
+      // false is backpressure (the message is queued for the peer) unless the engine no
+      // longer accepts frames for it: the peer is closing, so keep it for its return.
+      if (ws.send(data, options)) return true;
+      if (queue === null || ws._server._native.accepts(ws._nid)) return false;
+    }
     if (queue) return queue.push(id, data, options);
     toMessage(data, false, 'data');
     return false;

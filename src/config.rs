@@ -2,6 +2,7 @@
 //! run time are atomics read by connection tasks when they need them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// `maxPayloadSize` default: 100 MiB.
@@ -32,6 +33,15 @@ pub struct Config {
     max_backpressure: AtomicU64,
     /// A broadcast to a peer over `max_backpressure` closes it (1008) instead of skipping it.
     close_on_backpressure: AtomicBool,
+    /// JS has a `verifyClient` function: every handshake is put to it.
+    verify: AtomicBool,
+    /// Origins allowed to connect (exact, case-insensitive); None: any.
+    allowed_origins: RwLock<Option<Vec<String>>>,
+    /// Open connections above which handshakes get 503; 0: no limit.
+    max_connections: AtomicU64,
+    /// Messages (data and pings) a connection may send per `rate_interval_ms`; 0: no limit.
+    rate_messages: AtomicU64,
+    rate_interval_ms: AtomicU64,
 }
 
 impl Default for Config {
@@ -44,6 +54,11 @@ impl Default for Config {
             handshake_timeout_ms: AtomicU64::new(DEFAULT_HANDSHAKE_TIMEOUT_MS),
             max_backpressure: AtomicU64::new(DEFAULT_MAX_BACKPRESSURE),
             close_on_backpressure: AtomicBool::new(false),
+            verify: AtomicBool::new(false),
+            allowed_origins: RwLock::new(None),
+            max_connections: AtomicU64::new(0),
+            rate_messages: AtomicU64::new(0),
+            rate_interval_ms: AtomicU64::new(1000),
         }
     }
 }
@@ -85,6 +100,44 @@ impl Config {
         self.handshake_timeout_ms.store(handshake_timeout_ms, Ordering::Relaxed);
         self.max_backpressure.store(max_backpressure, Ordering::Relaxed);
         self.close_on_backpressure.store(close_on_backpressure, Ordering::Relaxed);
+    }
+
+    pub fn verifies(&self) -> bool {
+        self.verify.load(Ordering::Relaxed)
+    }
+
+    pub fn set_verify(&self, on: bool) {
+        self.verify.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        *self.allowed_origins.write().unwrap_or_else(|e| e.into_inner()) = origins;
+    }
+
+    /// Whether a request with this `Origin` header (None: absent) may connect.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match &*self.allowed_origins.read().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(list) => origin.is_some_and(|o| list.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(o.trim()))),
+        }
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed) as usize
+    }
+
+    /// Messages per window and the window; None when there is no rate limit.
+    pub fn rate_limit(&self) -> Option<(u64, Duration)> {
+        match self.rate_messages.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some((n, Duration::from_millis(self.rate_interval_ms.load(Ordering::Relaxed).max(1)))),
+        }
+    }
+
+    pub fn set_admission(&self, max_connections: u64, rate_messages: u64, rate_interval_ms: u64) {
+        self.max_connections.store(max_connections, Ordering::Relaxed);
+        self.rate_messages.store(rate_messages, Ordering::Relaxed);
+        self.rate_interval_ms.store(rate_interval_ms, Ordering::Relaxed);
     }
 
     pub fn negotiates_protocols(&self) -> bool {

@@ -16,7 +16,7 @@ use crate::conn::ConnId;
 use crate::protocol::route::RouteId;
 
 /// What JS learns about a new connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OpenInfo {
     pub conn: ConnId,
     pub route: RouteId,
@@ -31,8 +31,9 @@ pub struct OpenInfo {
 
 #[derive(Debug)]
 pub enum Event {
-    /// A handshake waits for JS to choose a subprotocol: answer with the ticket.
-    Protocols(u64, Vec<String>),
+    /// A handshake waits for JS to accept it (verifyClient) and choose a subprotocol: the
+    /// request (its `conn` is the ticket to answer with) and the offered subprotocols.
+    Verify(Box<OpenInfo>, Vec<String>),
     Open(Box<OpenInfo>),
     Text(ConnId, String),
     Binary(ConnId, Vec<u8>),
@@ -55,7 +56,7 @@ impl Event {
             Event::Binary(_, b) | Event::Ping(_, b) | Event::Pong(_, b) => b.len(),
             Event::Close(_, _, r) => r.len(),
             Event::Open(_) => 512,
-            Event::Protocols(_, p) => p.iter().map(String::len).sum(),
+            Event::Verify(_, p) => 512 + p.iter().map(String::len).sum::<usize>(),
             Event::Drain(_) | Event::Idle => 0,
         }
     }

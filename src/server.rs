@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::config::MAX_HEADER_BYTES;
-use crate::conn;
+use crate::conn::{self, ConnId};
 use crate::event::{Event, OpenInfo};
 use crate::hub::{Decision, Hub};
 use crate::protocol::handshake::{self, Rejection};
@@ -116,27 +116,16 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
         Ok(u) => u,
         Err(rejection) => return reject(stream, rejection).await,
     };
-    let mut protocol = None;
-    if !upgrade.protocols.is_empty() && hub.config.negotiates_protocols() {
-        let answer = tokio::time::timeout_at(deadline, hub.ask_protocols(upgrade.protocols.clone())).await;
-        match answer {
-            Ok(Ok(Decision::Accept(p))) => protocol = p,
-            Ok(Ok(Decision::Reject(status))) => {
-                return reject(stream, Rejection::Status(status, "Subprotocol rejected".into())).await;
-            }
-            _ => return reject(stream, Rejection::Status(503, "Service Unavailable".into())).await,
-        }
+    if !hub.config.origin_allowed(req.header("origin")) {
+        return reject(stream, Rejection::Status(403, "Origin not allowed".into())).await;
     }
-    if stream.write_all(&handshake::response_101(&upgrade.accept, protocol.as_deref())).await.is_err() {
-        return;
+    let max = hub.config.max_connections();
+    if max > 0 && hub.connection_count() >= max {
+        return reject(stream, Rejection::Status(503, "Too many connections".into())).await;
     }
-    let early = buf[head_len..].to_vec();
-    drop(buf);
     let query = parse_query(req.query());
-    let conn = hub.register(Arc::new(stream), route.route);
-    drop(guard);
-    hub.events.push(Event::Open(Box::new(OpenInfo {
-        conn: conn.id,
+    let mut info = Box::new(OpenInfo {
+        conn: ConnId(0),
         route: route.route,
         method: req.method,
         target: req.target,
@@ -144,8 +133,33 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
         params: route.params,
         query,
         remote: peer,
-        protocol,
-    })));
+        protocol: None,
+    });
+    let ask_protocols = !upgrade.protocols.is_empty() && hub.config.negotiates_protocols();
+    if hub.config.verifies() || ask_protocols {
+        let offered = if ask_protocols { upgrade.protocols } else { Vec::new() };
+        let (ticket, rx) = hub.ask(info.clone(), offered);
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Decision::Accept(p))) => info.protocol = p,
+            Ok(Ok(Decision::Reject(status, body))) => {
+                return reject(stream, Rejection::Status(status, body)).await;
+            }
+            // Timed out (JS is busy or the verifier never settled): refuse rather than hang.
+            _ => {
+                hub.forget_ticket(ticket);
+                return reject(stream, Rejection::Status(503, "Service Unavailable".into())).await;
+            }
+        }
+    }
+    if stream.write_all(&handshake::response_101(&upgrade.accept, info.protocol.as_deref())).await.is_err() {
+        return;
+    }
+    let early = buf[head_len..].to_vec();
+    drop(buf);
+    let conn = hub.register(Arc::new(stream), route.route);
+    drop(guard);
+    info.conn = conn.id;
+    hub.events.push(Event::Open(info));
     // The connection runs as its own task, so the handshake's state is freed now.
     tokio::spawn(conn::task::run(conn, hub, early));
 }

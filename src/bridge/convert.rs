@@ -22,8 +22,8 @@ enum Kind {
     Close = 5,
     /// nothing
     Drain = 6,
-    /// `string[]` of offered subprotocols; the id is the ticket to answer
-    Protocols = 7,
+    /// `info` object and `string[]` of offered subprotocols; the id is the ticket to answer
+    Verify = 7,
     /// nothing; the id is 0
     Idle = 8,
 }
@@ -62,13 +62,13 @@ pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
             let (k, id) = head(Kind::Close, c.0)?;
             (k, id, env.create_uint32(code as u32)?.to_unknown(), Some(env.create_string(&reason)?.to_unknown()))
         }
-        Event::Protocols(ticket, offered) => {
-            let (k, id) = head(Kind::Protocols, ticket)?;
+        Event::Verify(info, offered) => {
+            let (k, id) = head(Kind::Verify, info.conn.0)?;
             let mut arr = env.create_array(offered.len() as u32)?;
             for (n, p) in offered.iter().enumerate() {
                 arr.set(n as u32, p.as_str())?;
             }
-            (k, id, arr.to_unknown(), None)
+            (k, id, open_info(env, &info)?, Some(arr.to_unknown()))
         }
         Event::Idle => {
             let (k, id) = head(Kind::Idle, 0)?;

@@ -124,15 +124,36 @@ impl NativeServer {
         self.hub.config.set_negotiate_protocols(on);
     }
 
-    /// Answers a subprotocol question: accept with `protocol` (or none), or reject with
-    /// `status` when it is given.
+    /// Answers a handshake question: accept with `protocol` (or none), or reject with
+    /// `status` (400-599) and `message` when a status is given.
     #[napi(catch_unwind)]
-    pub fn decide_protocol(&self, ticket: f64, protocol: Option<String>, status: Option<u32>) {
+    pub fn decide(&self, ticket: f64, protocol: Option<String>, status: Option<u32>, message: Option<String>) {
         let decision = match status {
-            Some(s) => crate::hub::Decision::Reject(u16::try_from(s).ok().filter(|s| (400..600).contains(s)).unwrap_or(500)),
+            Some(s) => {
+                let s = u16::try_from(s).ok().filter(|s| (400..600).contains(s)).unwrap_or(500);
+                crate::hub::Decision::Reject(s, message.unwrap_or_default())
+            }
             None => crate::hub::Decision::Accept(protocol.filter(|p| !p.is_empty())),
         };
         self.hub.decide(ticket as u64, decision);
+    }
+
+    /// Whether every handshake is put to JS (a `verifyClient` function exists).
+    #[napi(catch_unwind)]
+    pub fn set_verify(&self, on: bool) {
+        self.hub.config.set_verify(on);
+    }
+
+    /// Origins allowed to connect; None: any.
+    #[napi(catch_unwind)]
+    pub fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        self.hub.config.set_allowed_origins(origins);
+    }
+
+    /// Connection cap (0: none) and per-connection message rate limit (0 messages: none).
+    #[napi(catch_unwind)]
+    pub fn set_admission(&self, max_connections: f64, rate_messages: f64, rate_interval: f64) {
+        self.hub.config.set_admission(max_connections.max(0.0) as u64, rate_messages.max(0.0) as u64, rate_interval.max(1.0) as u64);
     }
 
     /// Registers a route pattern; returns its id.
@@ -308,6 +329,12 @@ impl NativeServer {
             c.terminate();
             true
         })
+    }
+
+    /// Whether the connection still accepts frames (false once closing or gone).
+    #[napi(catch_unwind)]
+    pub fn accepts(&self, id: f64) -> bool {
+        self.hub.get(conn_id(id)).is_some_and(|c| c.outbox().is_open())
     }
 
     /// Bytes queued for a connection and not yet written to its socket.

@@ -47,11 +47,13 @@ struct Task {
     state: State,
     last_seen: Instant,
     heartbeat_expired: bool,
+    /// Rate limit window: its start and the messages counted in it.
+    window: (Instant, u64),
 }
 
 /// Runs a connection to its end. `early` holds bytes read together with the handshake.
 pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now(), heartbeat_expired: false };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now(), heartbeat_expired: false, window: (Instant::now(), 0) };
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -59,6 +61,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     // Handles the select below borrows while `t` is mutated in its arms.
     let (conn, hub) = (t.conn.clone(), t.hub.clone());
     let mut close_deadline: Option<Instant> = None;
+    let mut last_buffered = 0;
     let mut interval = t.hub.config.heartbeat_interval();
     let mut next_ping = interval.map(|i| Instant::now() + i);
 
@@ -72,13 +75,20 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             interval = now_interval;
             next_ping = interval.map(|i| Instant::now() + i);
         }
-        let (want_write, closing, over_limit) = {
+        let (buffered, closing) = {
             let mut out = t.conn.outbox();
             if out.take_drained() {
                 hub.events.push(Event::Drain(conn.id));
             }
-            (out.buffered() > 0, out.is_closing(), out.buffered() > hub.config.max_backpressure())
+            (out.buffered(), out.is_closing())
         };
+        let (want_write, over_limit) = (buffered > 0, buffered > hub.config.max_backpressure());
+        // While closing, frames queued before our close frame are still going out: the wait
+        // for the peer's close starts over as long as they make progress, so none is cut off.
+        if t.state == State::Closing && buffered < last_buffered {
+            close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        }
+        last_buffered = buffered;
         match t.state {
             State::Open if closing => {
                 t.state = State::Closing;
@@ -183,11 +193,33 @@ impl Task {
 
     /// Parses `data` and acts on what it holds.
     fn input(&mut self, data: &mut [u8]) {
+        // Messages (and pings) this connection may still send in the current window.
+        let mut budget = match self.hub.config.rate_limit() {
+            None => u64::MAX,
+            Some((max, interval)) => {
+                if self.window.0.elapsed() >= interval {
+                    self.window = (Instant::now(), 0);
+                }
+                max.saturating_sub(self.window.1)
+            }
+        };
+        let budget_before = budget;
+        let mut limited = false;
         let Task { conn, hub, reader, state, .. } = self;
         let id = conn.id;
         let deliver = *state == State::Open;
         let mut peer_close = None;
+        let mut spend = |limited: &mut bool| {
+            if budget == 0 {
+                *limited = true;
+                false
+            } else {
+                budget -= 1;
+                true
+            }
+        };
         let res = reader.feed(data, &mut |item| match item {
+            Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
             Item::Text(s) if deliver => hub.events.push(Event::Text(id, s.to_owned())),
             Item::Binary(b) if deliver => hub.events.push(Event::Binary(id, b.to_vec())),
             Item::Text(_) | Item::Binary(_) => {}
@@ -209,11 +241,20 @@ impl Task {
                 peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), reason.to_owned()));
             }
         });
+        if budget_before != u64::MAX {
+            self.window.1 += budget_before - budget;
+        }
+        let Task { conn, state, .. } = self;
         if let Some((code, reason)) = peer_close {
             *state = State::PeerClosed(code, reason);
         } else if let Err(CloseError { code, reason }) = res {
             conn.send(OP_CLOSE, &frame::close_payload(Some(code), reason.as_bytes()));
             *state = State::Failed(code, reason.to_owned());
+        } else if limited && *state == State::Open {
+            // Over the rate limit (documented): fail with 1008, nothing more is delivered.
+            const REASON: &str = "Rate limit exceeded";
+            conn.send(OP_CLOSE, &frame::close_payload(Some(close::POLICY_VIOLATION), REASON.as_bytes()));
+            *state = State::Failed(close::POLICY_VIOLATION, REASON.to_owned());
         }
     }
 

@@ -59,13 +59,13 @@ pub struct Hub {
     decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
 }
 
-/// JS's answer to a subprotocol question.
+/// JS's answer for a handshake it was asked about.
 #[derive(Debug)]
 pub enum Decision {
     /// Accept, with this subprotocol or none.
     Accept(Option<String>),
-    /// Refuse the handshake with this HTTP status.
-    Reject(u16),
+    /// Refuse the handshake with this HTTP status and body.
+    Reject(u16, String),
 }
 
 impl Default for Hub {
@@ -122,13 +122,20 @@ impl Hub {
         self.registry().all.len() + self.handshakes.load(Ordering::Acquire)
     }
 
-    /// Asks JS to choose among the offered subprotocols; the answer comes through `decide`.
-    pub fn ask_protocols(&self, offered: Vec<String>) -> oneshot::Receiver<Decision> {
+    /// Asks JS to decide on a handshake; the answer comes through `decide`. `info.conn` is
+    /// replaced by the ticket.
+    pub fn ask(&self, mut info: Box<crate::event::OpenInfo>, offered: Vec<String>) -> (u64, oneshot::Receiver<Decision>) {
         let ticket = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.decisions.lock().unwrap_or_else(|e| e.into_inner()).insert(ticket, tx);
-        self.events.push(crate::event::Event::Protocols(ticket, offered));
-        rx
+        info.conn = ConnId(ticket);
+        self.events.push(crate::event::Event::Verify(info, offered));
+        (ticket, rx)
+    }
+
+    /// Drops the question of a handshake that gave up (timeout, peer gone).
+    pub fn forget_ticket(&self, ticket: u64) {
+        self.decisions.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket);
     }
 
     /// Delivers JS's answer for a ticket; a handshake that gave up meanwhile is ignored.
