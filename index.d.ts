@@ -234,6 +234,12 @@ export declare class Server extends EventEmitter {
   listen(port?: number, callback?: () => void): this;
   listen(options: ListenOptions, callback?: () => void): this;
   address(): AddressInfo | null;
+  /**
+   * Stops accepting, sends close (default 1001 'Server shutdown') to every peer after what is
+   * already queued for it, waits for the close handshakes up to `timeout` ms (default 10000),
+   * terminates the rest, and resolves once the server has emitted 'close'.
+   */
+  shutdown(options?: { timeout?: number; code?: number; reason?: string }): Promise<void>;
   /** Stops accepting; 'close' follows once every connection has ended. */
   close(callback?: (err?: Error) => void): this;
   ref(): this;

@@ -9,7 +9,7 @@ const { WebSocketConnection } = require('./connection');
 const { runHandlers } = require('./dispatch');
 const { Router } = require('./router');
 const { WS_STATES } = require('./constants');
-const { typeError } = require('./validation');
+const { typeError, rangeError, isValidCloseCode } = require('./validation');
 const { show } = require('./options');
 
 const { OPEN, CLOSED } = WS_STATES;
@@ -47,6 +47,7 @@ class Server extends EventEmitter {
     this._refed = true;
     this._alive = false;
     this._loggedErrors = new WeakSet();
+    this._shutdown = null;
     router._attach(this);
     this._applyOptions();
   }
@@ -147,6 +148,45 @@ class Server extends EventEmitter {
     this._updateRef();
     this._emitCloseIfDrained();
     return this;
+  }
+
+  /**
+   * Stops the server cleanly: stops accepting, sends a close frame (`code`, default 1001, and
+   * `reason`, default 'Server shutdown') to every peer after whatever is already queued for
+   * it, waits for the close handshakes up to `timeout` ms (default 10000), then terminates
+   * the peers that have not finished. Resolves once the server has emitted `close`. Suits a
+   * SIGTERM handler: `process.on('SIGTERM', () => server.shutdown())`.
+   * @param {{ timeout?: number, code?: number, reason?: string }} [options]
+   * @returns {Promise<void>}
+   */
+  shutdown(options) {
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw typeError('options', 'an object', options);
+    }
+    const { timeout = 10000, code = 1001, reason = 'Server shutdown' } = options || {};
+    if (typeof timeout !== 'number' || !(timeout >= 0) || !Number.isFinite(timeout)) {
+      throw rangeError('options.timeout', 'a finite number >= 0', timeout);
+    }
+    if (!isValidCloseCode(code)) throw rangeError('options.code', 'a valid close code', code);
+    if (typeof reason !== 'string') throw typeError('options.reason', 'of type string', reason);
+    if (Buffer.byteLength(reason) > 123) throw rangeError('options.reason', 'at most 123 bytes long', reason);
+    if (this._shutdown) return this._shutdown.promise;
+    let resolve;
+    const promise = new Promise((r) => (resolve = r));
+    const timer = setTimeout(() => {
+      for (const ws of this._conns.values()) ws.terminate();
+    }, timeout);
+    this._shutdown = { promise, code, reason };
+    this.once('close', () => {
+      clearTimeout(timer);
+      this._shutdown = null;
+      resolve();
+    });
+    if (this._listening) this.close();
+    else this._closing = true;
+    for (const ws of this._conns.values()) ws.close(code, reason);
+    this._emitCloseIfDrained();
+    return promise;
   }
 
   /** Lets the process exit while the server is listening (open connections still hold it). */
@@ -317,6 +357,12 @@ class Server extends EventEmitter {
     const ws = new WebSocketConnection(this, nid, info, entry.pattern);
     ws._held = [];
     this._conns.set(nid, ws);
+    if (this._shutdown) {
+      // Its handshake finished after shutdown began: close it like the others.
+      ws.close(this._shutdown.code, this._shutdown.reason);
+      this._release(ws);
+      return;
+    }
     const req = buildRequest(info, entry);
     ws._context = { route: entry.pattern, params: req.params, query: req.query, req };
     const identify = this._router._wsOptions.identify;
