@@ -229,6 +229,8 @@ export interface ListenOptions {
 
 export declare class Server extends EventEmitter {
   readonly listening: boolean;
+  /** True when created with TLS options (wss://). */
+  readonly secure: boolean;
   listen(port?: number, host?: string, backlog?: number, callback?: () => void): this;
   listen(port?: number, host?: string, callback?: () => void): this;
   listen(port?: number, callback?: () => void): this;
@@ -249,4 +251,11 @@ export declare class Server extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
-export declare function createServer(router: Router): Server;
+export interface ServerOptions {
+  /** PEM private key: with `cert`, the server speaks wss:// (TLS). */
+  key?: string | Buffer;
+  /** PEM certificate chain. */
+  cert?: string | Buffer;
+}
+
+export declare function createServer(router: Router, options?: ServerOptions): Server;

@@ -31,11 +31,31 @@ const EV_IDLE = 8;
  * Events: `listening`, `error`, `close`.
  */
 class Server extends EventEmitter {
-  constructor(router) {
+  /**
+   * @param {Router} router
+   * @param {{ key?: string | Buffer, cert?: string | Buffer }} [options] PEM private key and
+   *   certificate chain: with both, the server speaks wss:// (TLS), like https.createServer.
+   */
+  constructor(router, options) {
     super();
     if (!(router instanceof Router)) throw typeError('router', 'an instance of Router', router);
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw typeError('options', 'an object', options);
+    }
+    const tls = tlsOptions(options);
     this._router = router;
     this._native = new NativeServer(() => this._onEvents());
+    if (tls !== null) {
+      try {
+        this._native.setTls(tls.key, tls.cert);
+      } catch (err) {
+        const e = new Error(err.message);
+        e.code = err.code;
+        throw e;
+      }
+    }
+    /** True when the server speaks wss://. */
+    this.secure = tls !== null;
     this._routesById = [];
     this._routeIds = new Map();
     this._conns = new Map();
@@ -562,9 +582,23 @@ function listenError(err, host, port) {
   return e;
 }
 
-/** Creates a server for `router`. */
-function createServer(router) {
-  return new Server(router);
+/** `{ key, cert }` as Buffers, or null for a plain ws:// server. */
+function tlsOptions(options) {
+  if (options === undefined || (options.key === undefined && options.cert === undefined)) return null;
+  const pem = (value, name) => {
+    if (typeof value === 'string') return Buffer.from(value);
+    if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value);
+    throw typeError(name, 'a PEM string or Buffer', value);
+  };
+  return { key: pem(options.key, 'options.key'), cert: pem(options.cert, 'options.cert') };
+}
+
+/**
+ * Creates a server for `router`; with `{ key, cert }` (PEM, as for https.createServer) it
+ * serves wss://.
+ */
+function createServer(router, options) {
+  return new Server(router, options);
 }
 
 module.exports = { Server, createServer };

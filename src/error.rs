@@ -12,6 +12,8 @@ pub enum Error {
     AlreadyListening,
     /// A route pattern was refused.
     InvalidRoute(String, &'static str),
+    /// The TLS key or certificate (named) cannot be used.
+    Tls(&'static str, String),
 }
 
 impl Error {
@@ -21,6 +23,8 @@ impl Error {
             Error::Listen { source, .. } => errno_name(source),
             Error::AlreadyListening => "ERR_SERVER_ALREADY_LISTEN",
             Error::InvalidRoute(..) => "ERR_INVALID_ROUTE",
+            Error::Tls("key", _) => "ERR_TLS_INVALID_KEY",
+            Error::Tls(..) => "ERR_TLS_INVALID_CERT",
         }
     }
 }
@@ -33,6 +37,7 @@ impl fmt::Display for Error {
             }
             Error::AlreadyListening => write!(f, "Listen method has been called more than once without closing."),
             Error::InvalidRoute(path, why) => write!(f, "Invalid route path {path:?}: {why}"),
+            Error::Tls(what, why) => write!(f, "Invalid TLS {what}: {why}"),
         }
     }
 }

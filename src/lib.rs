@@ -9,5 +9,6 @@ pub mod event;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod tls;
 
 mod bridge;

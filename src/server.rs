@@ -5,7 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -49,17 +50,17 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
     Ok(socket.into())
 }
 
-/// Starts accepting on `listener` inside the current runtime.
-pub fn start(hub: Arc<Hub>, listener: std::net::TcpListener) -> io::Result<Listening> {
+/// Starts accepting on `listener` inside the current runtime; with `tls`, as wss://.
+pub fn start(hub: Arc<Hub>, listener: std::net::TcpListener, tls: Option<TlsAcceptor>) -> io::Result<Listening> {
     let listener = Arc::new(TcpListener::from_std(listener)?);
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     hub.set_accepting(true);
-    tokio::spawn(accept_loop(hub, listener.clone(), stop_rx));
+    tokio::spawn(accept_loop(hub, listener.clone(), tls, stop_rx));
     Ok(Listening { local, listener, stop_tx })
 }
 
-async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, tls: Option<TlsAcceptor>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             biased;
@@ -67,7 +68,22 @@ async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, mut stop: watch:
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let guard = HandshakeGuard::new(hub.clone());
-                    tokio::spawn(handshake(guard, stream, peer));
+                    let _ = stream.set_nodelay(true);
+                    match &tls {
+                        None => {
+                            tokio::spawn(handshake(guard, stream, peer));
+                        }
+                        Some(acceptor) => {
+                            let accept = acceptor.accept(stream);
+                            tokio::spawn(async move {
+                                let deadline = tokio::time::Instant::now() + guard.hub.config.handshake_timeout();
+                                // A failed or slow TLS handshake just drops the socket.
+                                if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, accept).await {
+                                    handshake(guard, stream, peer).await;
+                                }
+                            });
+                        }
+                    }
                 }
                 // Out of descriptors or a connection reset before accept: keep serving the
                 // others, but do not spin on a persistent error.
@@ -95,9 +111,27 @@ impl Drop for HandshakeGuard {
     }
 }
 
-async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAddr) {
+/// A stream the upgrade request arrives on: plain TCP, or TLS over TCP.
+pub trait Upgrading: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket and, for TLS, the session, for the connection loop to drive.
+    fn into_parts(self) -> (TcpStream, Option<rustls::ServerConnection>);
+}
+
+impl Upgrading for TcpStream {
+    fn into_parts(self) -> (TcpStream, Option<rustls::ServerConnection>) {
+        (self, None)
+    }
+}
+
+impl Upgrading for tokio_rustls::server::TlsStream<TcpStream> {
+    fn into_parts(self) -> (TcpStream, Option<rustls::ServerConnection>) {
+        let (io, session) = self.into_inner();
+        (io, Some(session))
+    }
+}
+
+async fn handshake<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) {
     let hub = guard.hub.clone();
-    let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
     let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
     let (buf, req, head_len) = match outcome {
@@ -151,12 +185,17 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
             }
         }
     }
-    if stream.write_all(&handshake::response_101(&upgrade.accept, info.protocol.as_deref())).await.is_err() {
+    let response = handshake::response_101(&upgrade.accept, info.protocol.as_deref());
+    if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    let early = buf[head_len..].to_vec();
+    let mut early = buf[head_len..].to_vec();
     drop(buf);
-    let conn = hub.register(Arc::new(stream), route.route);
+    let (io, mut session) = stream.into_parts();
+    if let Some(s) = session.as_mut() {
+        conn::tls::take_plaintext(s, &mut early);
+    }
+    let conn = hub.register(Arc::new(io), session, route.route);
     drop(guard);
     info.conn = conn.id;
     hub.events.push(Event::Open(info));
@@ -166,7 +205,7 @@ async fn handshake(guard: HandshakeGuard, mut stream: TcpStream, peer: SocketAdd
 
 /// Reads until the end of the request head, parsing as bytes arrive so that garbage is
 /// refused at once. Returns the bytes read, the request and the head's length.
-async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, handshake::Request, usize)>, Rejection> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(Vec<u8>, handshake::Request, usize)>, Rejection> {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::with_capacity(1024);
     loop {
@@ -187,7 +226,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<(Vec<u8>, handshake:
 }
 
 /// Sends a rejection response and closes the connection gracefully.
-async fn reject(mut stream: TcpStream, rejection: Rejection) {
+async fn reject<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, rejection: Rejection) {
     let _ = timeout(crate::config::LINGER_TIMEOUT, async {
         let _ = stream.write_all(&rejection.response()).await;
         let _ = stream.shutdown().await;

@@ -63,6 +63,8 @@ pub struct NativeServer {
     /// replies to a batch leave in one write per connection.
     corked: bool,
     dirty: Vec<Arc<Conn>>,
+    /// Set for a wss:// server.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 #[napi]
@@ -76,7 +78,7 @@ impl NativeServer {
         hub.events.set_waker(Box::new(move || {
             w.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }));
-        Ok(Self { hub, listening: None, waker, corked: false, dirty: Vec::new() })
+        Ok(Self { hub, listening: None, waker, corked: false, dirty: Vec::new(), tls: None })
     }
 
     /// Keeps the Node event loop alive (true) or not (false) while this server exists.
@@ -156,6 +158,15 @@ impl NativeServer {
         self.hub.config.set_admission(max_connections.max(0.0) as u64, rate_messages.max(0.0) as u64, rate_interval.max(1.0) as u64);
     }
 
+    /// Serves wss:// with this PEM private key and certificate chain. Throws
+    /// `ERR_TLS_INVALID_KEY` / `ERR_TLS_INVALID_CERT` when they cannot be used.
+    #[napi(catch_unwind)]
+    pub fn set_tls(&mut self, key: Buffer, cert: Buffer) -> std::result::Result<(), CodedError> {
+        let config = crate::tls::server_config(&key, &cert).map_err(to_js)?;
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        Ok(())
+    }
+
     /// Registers a route pattern; returns its id.
     #[napi(catch_unwind)]
     pub fn add_route(&self, pattern: String) -> std::result::Result<u32, CodedError> {
@@ -178,7 +189,7 @@ impl NativeServer {
         let std_listener = server::bind(addr, backlog).map_err(listen_err)?;
         let rt = runtime().map_err(coded)?;
         let _guard = rt.enter();
-        let listening = server::start(self.hub.clone(), std_listener).map_err(listen_err)?;
+        let listening = server::start(self.hub.clone(), std_listener, self.tls.clone()).map_err(listen_err)?;
         let local = listening.local;
         self.listening = Some(listening);
         let family = if local.is_ipv6() { "IPv6" } else { "IPv4" };

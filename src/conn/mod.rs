@@ -8,6 +8,7 @@
 //! vectored write.
 
 pub mod task;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -102,33 +103,43 @@ impl Outbox {
     /// queued is written.
     pub fn flush(&mut self, io: &TcpStream) -> io::Result<bool> {
         while self.buffered > 0 {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for c in self.chunks.iter().take(MAX_IOV - 1) {
-                iov[n] = IoSlice::new(c);
-                n += 1;
-            }
-            if n < MAX_IOV - 1 && !self.tail.is_empty() {
-                iov[n] = IoSlice::new(&self.tail);
-                n += 1;
-            }
-            let written = match io.try_write_vectored(&iov[..n]) {
+            match self.write_some(|iov| io.try_write_vectored(iov)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(w) => w,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.kill();
                     return Err(e);
                 }
-            };
-            self.consume(written);
+            }
         }
-        // Give memory back once idle: a connection holds no write buffer between bursts.
+        self.release_memory();
+        Ok(true)
+    }
+
+    /// Hands the queued bytes, as one vectored write, to `write` and drops what it took.
+    fn write_some(&mut self, write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for c in self.chunks.iter().take(MAX_IOV - 1) {
+            iov[n] = IoSlice::new(c);
+            n += 1;
+        }
+        if n < MAX_IOV - 1 && !self.tail.is_empty() {
+            iov[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        let written = write(&iov[..n])?;
+        self.consume(written);
+        Ok(written)
+    }
+
+    /// Gives memory back once idle: a connection holds no write buffer between bursts.
+    fn release_memory(&mut self) {
         if self.tail.capacity() > 0 {
             self.tail = BytesMut::new();
         }
-        Ok(true)
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -181,6 +192,8 @@ pub struct Conn {
     /// The route that accepted the connection.
     pub route: RouteId,
     pub io: Arc<TcpStream>,
+    /// The TLS session of a wss:// connection. Lock order: outbox, then TLS.
+    pub tls: Option<Mutex<rustls::ServerConnection>>,
     out: Mutex<Outbox>,
     /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
     pub wake: Notify,
@@ -188,8 +201,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>) -> Self {
-        Self { id, route, io, out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
+    pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>) -> Self {
+        Self { id, route, io, tls: tls.map(Mutex::new), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -260,8 +273,28 @@ impl Conn {
         self.flush_locked(&mut out, closing);
     }
 
+    /// The TLS session, when there is one.
+    pub fn tls(&self) -> Option<MutexGuard<'_, rustls::ServerConnection>> {
+        self.tls.as_ref().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether bytes are waiting to be written: queued frames, or TLS records not yet sent.
+    pub fn wants_write(&self, out: &Outbox) -> bool {
+        out.buffered() > 0 || self.tls().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes what the socket takes now, through TLS when the connection has it.
+    pub fn write_out(&self, out: &mut Outbox) -> io::Result<bool> {
+        let Some(mut tls) = self.tls() else { return out.flush(&self.io) };
+        let res = tls::flush(&mut tls, out, &self.io);
+        if res.is_err() {
+            out.kill();
+        }
+        res
+    }
+
     fn flush_locked(&self, out: &mut Outbox, always_wake: bool) {
-        match out.flush(&self.io) {
+        match self.write_out(out) {
             Ok(true) if !always_wake && !out.drained => {}
             // Partly written, failed, or a close the task must act on: the task takes over.
             _ => self.wake.notify_one(),

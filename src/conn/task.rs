@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
-use super::Conn;
+use super::{tls, Conn, Outbox};
 use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
 use crate::event::Event;
 use crate::hub::Hub;
@@ -75,14 +75,14 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             interval = now_interval;
             next_ping = interval.map(|i| Instant::now() + i);
         }
-        let (buffered, closing) = {
+        let (buffered, closing, want_write) = {
             let mut out = t.conn.outbox();
             if out.take_drained() {
                 hub.events.push(Event::Drain(conn.id));
             }
-            (out.buffered(), out.is_closing())
+            (out.buffered(), out.is_closing(), conn.wants_write(&out))
         };
-        let (want_write, over_limit) = (buffered > 0, buffered > hub.config.max_backpressure());
+        let over_limit = buffered > hub.config.max_backpressure();
         // While closing, frames queued before our close frame are still going out: the wait
         // for the peer's close starts over as long as they make progress, so none is cut off.
         if t.state == State::Closing && buffered < last_buffered {
@@ -159,12 +159,16 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
 
 impl Task {
     fn flush(&mut self) {
-        if self.conn.outbox().flush(&self.conn.io).is_err() {
+        let mut out = self.conn.outbox();
+        if self.conn.write_out(&mut out).is_err() {
             self.state = State::Lost;
         }
     }
 
     fn read(&mut self) {
+        if self.conn.tls.is_some() {
+            return self.read_tls();
+        }
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
@@ -186,6 +190,43 @@ impl Task {
                         self.state = State::Lost;
                         return;
                     }
+                }
+            }
+        });
+    }
+
+    /// `read` for a wss:// connection: records are decrypted into the per-thread buffer.
+    fn read_tls(&mut self) {
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            for _ in 0..READS_PER_WAKE {
+                let res = {
+                    let Some(mut tls) = self.conn.tls() else { return };
+                    tls::read(&mut tls, &self.conn.io, &mut buf)
+                };
+                // Handshake messages or alerts may need an answer.
+                self.flush();
+                let (n, closed) = match res {
+                    Ok(tls::Input::Data(n)) => (n, false),
+                    Ok(tls::Input::Closed(n)) => (n, true),
+                    Ok(tls::Input::WouldBlock) => return,
+                    Err(_) => {
+                        self.state = State::Lost;
+                        return;
+                    }
+                };
+                if n > 0 {
+                    self.last_seen = Instant::now();
+                    self.input(&mut buf[..n]);
+                }
+                if closed {
+                    if matches!(self.state, State::Open | State::Closing) {
+                        self.state = State::Lost;
+                    }
+                    return;
+                }
+                if !matches!(self.state, State::Open | State::Closing) || self.hub.events.is_full() {
+                    return;
                 }
             }
         });
@@ -274,6 +315,12 @@ impl Task {
 /// Half-closes the socket and reads until the peer closes too, so that our last frames are
 /// not destroyed by a reset; bounded by `LINGER_TIMEOUT`.
 async fn linger(conn: &Conn) {
+    if let Some(mut tls) = conn.tls() {
+        // End the TLS session properly before the TCP half close (best effort).
+        tls.send_close_notify();
+        let mut out = Outbox::default();
+        let _ = tls::flush(&mut tls, &mut out, &conn.io);
+    }
     let _ = socket_shutdown_write(&conn.io);
     let deadline = Instant::now() + LINGER_TIMEOUT;
     loop {
