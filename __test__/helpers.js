@@ -452,3 +452,106 @@ module.exports.inbox = inbox;
 module.exports.named = named;
 module.exports.rawUpgrade = rawUpgrade;
 module.exports.connectWithInbox = connectWithInbox;
+
+/**
+ * A WebSocket client on a bare TCP socket: sends an upgrade request for `path` (`headers` as in
+ * `upgradeRequest`) and resolves once the response head has arrived, whatever its status, with
+ * `{ socket, response, next, closed, write }`. `response` is `parseResponse` of the head.
+ * Bytes after a 101 are parsed as server frames (nothing is lost between the head and them);
+ * `next(timeoutMs)` resolves with the next frame `{ fin, opcode, payload, at }` (`at`:
+ * `performance.now()` on arrival) and rejects if the connection ends first or on a timeout.
+ * `closed` resolves with `{ ended, at }` when the socket closes; `ended` is true when the
+ * server ended it with a FIN (not a reset). The socket is destroyed after the test with `t`.
+ */
+function rawClient(port, path, { headers = {}, t, timeoutMs = DEFAULT_TIMEOUT } = {}) {
+  const { performance } = require('node:perf_hooks');
+  const socket = net.connect(port, HOST);
+  socket.setNoDelay(true);
+  if (t) t.after(() => socket.destroy());
+  let ended = false;
+  let buf = Buffer.alloc(0);
+  let headDone = false;
+  const frames = [];
+  let wake = null;
+  const poke = () => {
+    if (wake !== null) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  };
+  const closed = new Promise((resolve) => {
+    socket.once('close', () => {
+      resolve({ ended, at: performance.now() });
+      poke();
+    });
+  });
+  socket.on('end', () => {
+    ended = true;
+    poke();
+  });
+  socket.on('error', () => {}); // a reset shows as `closed` with `ended: false`
+  const client = {
+    socket,
+    response: null,
+    closed,
+    write: (...bufs) =>
+      new Promise((resolve, reject) => socket.write(Buffer.concat(bufs), (err) => (err ? reject(err) : resolve()))),
+    async next(ms = DEFAULT_TIMEOUT) {
+      const deadline = Date.now() + ms;
+      while (frames.length === 0) {
+        if (socket.destroyed || ended) throw new Error('the connection ended while waiting for a frame');
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for a frame`);
+        let timer;
+        await new Promise((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, left);
+        });
+        clearTimeout(timer);
+        wake = null;
+      }
+      return frames.shift();
+    },
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`timed out waiting for the response to ${path}`)), timeoutMs);
+    const fail = (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.on('data', (chunk) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (!headDone) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        headDone = true;
+        client.response = parseResponse(buf.subarray(0, end + 4).toString('latin1'));
+        buf = buf.subarray(end + 4);
+        clearTimeout(timer);
+        resolve(client);
+        if (client.response.status !== 101) return;
+      }
+      if (client.response.status !== 101) return;
+      const at = performance.now();
+      const parsed = parseFrames(buf);
+      for (const f of parsed.frames) frames.push({ ...f, at });
+      buf = Buffer.from(parsed.rest);
+      if (parsed.frames.length) poke();
+    });
+    socket.once('close', () => {
+      if (!headDone) fail(new Error(`connection closed before the response to ${path}`));
+    });
+    socket.on('connect', () => socket.write(upgradeRequest(path, headers)));
+  });
+}
+
+/** `{ code, reason }` of a close frame's payload (code null when empty). */
+function closeInfo(frame) {
+  if (frame.payload.length < 2) return { code: null, reason: '' };
+  return { code: frame.payload.readUInt16BE(0), reason: frame.payload.subarray(2).toString() };
+}
+
+module.exports.rawClient = rawClient;
+module.exports.closeInfo = closeInfo;

@@ -20,6 +20,8 @@ use crate::protocol::reader::{Item, Reader};
 /// Size of the per-thread read buffer. Connections own no read buffer while idle; input is
 /// parsed straight out of this one, and only a partial message is copied out of it.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// Payload of the engine's own heartbeat pings; pongs carrying it are not reported to JS.
+const HEARTBEAT_PING: &[u8] = b"velocy-hb";
 /// Reads per wake-up before yielding to other connections.
 const READS_PER_WAKE: usize = 8;
 
@@ -45,7 +47,10 @@ struct Task {
     hub: Arc<Hub>,
     reader: Reader,
     state: State,
-    last_seen: Instant,
+    /// When the oldest ping the peer has not answered (with anything at all) was sent; None
+    /// once it has sent something since our last ping. Silence is counted from here, so a
+    /// peer is judged only after it was asked, whatever the interval and timeout.
+    unanswered: Option<Instant>,
     heartbeat_expired: bool,
     /// Rate limit window: its start and the messages counted in it.
     window: (Instant, u64),
@@ -53,7 +58,7 @@ struct Task {
 
 /// Runs a connection to its end. `early` holds bytes read together with the handshake.
 pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, last_seen: Instant::now(), heartbeat_expired: false, window: (Instant::now(), 0) };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0) };
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -74,6 +79,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         if now_interval != interval {
             interval = now_interval;
             next_ping = interval.map(|i| Instant::now() + i);
+            t.unanswered = None;
         }
         let (buffered, closing, want_write) = {
             let mut out = t.conn.outbox();
@@ -110,11 +116,10 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         };
-        // One timer serves both the close deadline and the next ping.
-        let timer = match (close_deadline, next_ping.filter(|_| t.state == State::Open)) {
-            (Some(c), Some(p)) => Some(c.min(p)),
-            (c, p) => c.or(p),
-        };
+        // One timer serves the close deadline, the next ping and the wait for an answer.
+        let answer_by = t.unanswered.filter(|_| interval.is_some()).map(|s| s + hub.config.heartbeat_timeout());
+        let open = t.state == State::Open;
+        let timer = [close_deadline, next_ping.filter(|_| open), answer_by.filter(|_| open)].into_iter().flatten().min();
         tokio::select! {
             biased;
             _ = conn.wake.notified() => {}
@@ -136,8 +141,10 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| d <= now) {
                     t.state = State::Lost;
-                } else if next_ping.is_some_and(|p| p <= now) && t.state == State::Open {
-                    next_ping = t.heartbeat();
+                } else if t.state == State::Open && answer_by.is_some_and(|d| d <= now) {
+                    t.expire();
+                } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
+                    next_ping = t.ping();
                 }
             }
         }
@@ -178,7 +185,7 @@ impl Task {
                         return;
                     }
                     Ok(n) => {
-                        self.last_seen = Instant::now();
+                        self.unanswered = None;
                         self.input(&mut buf[..n]);
                         if !matches!(self.state, State::Open | State::Closing) || n < buf.len() || self.hub.events.is_full() {
                             return;
@@ -216,7 +223,7 @@ impl Task {
                     }
                 };
                 if n > 0 {
-                    self.last_seen = Instant::now();
+                    self.unanswered = None;
                     self.input(&mut buf[..n]);
                 }
                 if closed {
@@ -272,7 +279,7 @@ impl Task {
                 }
             }
             Item::Pong(p) => {
-                if deliver {
+                if deliver && p != HEARTBEAT_PING {
                     hub.events.push(Event::Pong(id, p.to_vec()));
                 }
             }
@@ -299,17 +306,22 @@ impl Task {
         }
     }
 
-    /// Pings, or gives up on a peer silent for longer than the timeout. Returns the next ping.
-    fn heartbeat(&mut self) -> Option<Instant> {
+    /// Pings the peer; returns when the next ping is due. The ping carries a marker so that
+    /// its pong is recognised and not handed to JS: heartbeats cost JS nothing.
+    fn ping(&mut self) -> Option<Instant> {
         let interval = self.hub.config.heartbeat_interval()?;
-        if self.last_seen.elapsed() >= self.hub.config.heartbeat_timeout() {
-            self.heartbeat_expired = true;
-            self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
-        } else {
-            self.conn.send(OP_PING, b"");
-        }
-        Some(Instant::now() + interval)
+        let now = Instant::now();
+        self.unanswered.get_or_insert(now);
+        self.conn.send(OP_PING, HEARTBEAT_PING);
+        Some(now + interval)
     }
+
+    /// Gives up on a peer that sent nothing for `heartbeatTimeout` after a ping.
+    fn expire(&mut self) {
+        self.heartbeat_expired = true;
+        self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
+    }
+
 }
 
 /// Half-closes the socket and reads until the peer closes too, so that our last frames are
