@@ -65,6 +65,8 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     drop(early);
     // Handles the select below borrows while `t` is mutated in its arms.
     let (conn, hub) = (t.conn.clone(), t.hub.clone());
+    // Should this task ever panic, JS still gets the connection's close event.
+    let mut guard = PanicGuard { conn: conn.clone(), hub: hub.clone(), armed: true };
     let mut close_deadline: Option<Instant> = None;
     let mut last_buffered = 0;
     let mut interval = t.hub.config.heartbeat_interval();
@@ -91,8 +93,13 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         let over_limit = buffered > hub.config.max_backpressure();
         // While closing, frames queued before our close frame are still going out: the wait
         // for the peer's close starts over as long as they make progress, so none is cut off.
-        if t.state == State::Closing && buffered < last_buffered {
-            close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        if buffered < last_buffered {
+            if t.state == State::Closing {
+                close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            }
+            // The peer is taking data: it is alive, even if we do not read its pongs while
+            // it is over the backpressure limit.
+            t.unanswered = None;
         }
         last_buffered = buffered;
         match t.state {
@@ -154,6 +161,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         State::PeerClosed(code, reason) | State::Failed(code, reason) => (code, reason),
         _ => (close::ABNORMAL_CLOSURE, String::new()),
     };
+    guard.armed = false;
     let id = t.conn.id;
     let terminated = t.conn.is_terminated();
     t.conn.outbox().kill();
@@ -161,6 +169,23 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     t.hub.events.push(Event::Close(id, code, reason));
     if !terminated {
         linger(&t.conn).await;
+    }
+}
+
+/// Reports a connection whose task unwound: its queue is dropped and JS gets `close` (1011).
+struct PanicGuard {
+    conn: Arc<Conn>,
+    hub: Arc<Hub>,
+    armed: bool,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.conn.outbox().kill();
+        self.hub.events.push(Event::Close(self.conn.id, close::INTERNAL_ERROR, String::new()));
     }
 }
 
