@@ -519,13 +519,24 @@ function buildRequest(info, entry) {
   };
 }
 
+// Header names repeat on every connection: one string per name, not one per connection.
+const headerNames = new Map();
+
+function internName(name) {
+  const known = headerNames.get(name);
+  if (known !== undefined) return known;
+  if (headerNames.size < 512) headerNames.set(name, name);
+  return name;
+}
+
 /** Header pairs to an object with lower-case keys; repeated headers are joined like Node. */
 function headerObject(flat) {
   const out = {};
   for (let i = 0; i < flat.length; i += 2) {
-    const k = flat[i];
+    const k = internName(flat[i]);
     const v = flat[i + 1];
-    if (out[k] === undefined) out[k] = v;
+    if (k === '__proto__') continue;
+    if (!Object.prototype.hasOwnProperty.call(out, k)) out[k] = v;
     else if (k === 'set-cookie') out[k] = [].concat(out[k], v);
     else out[k] += (k === 'cookie' ? '; ' : ', ') + v;
   }

@@ -192,8 +192,9 @@ pub struct Conn {
     /// The route that accepted the connection.
     pub route: RouteId,
     pub io: Arc<TcpStream>,
-    /// The TLS session of a wss:// connection. Lock order: outbox, then TLS.
-    pub tls: Option<Mutex<rustls::ServerConnection>>,
+    /// The TLS session of a wss:// connection (boxed: plain connections pay one pointer).
+    /// Lock order: outbox, then TLS.
+    pub tls: Option<Box<Mutex<rustls::ServerConnection>>>,
     out: Mutex<Outbox>,
     /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
     pub wake: Notify,
@@ -202,7 +203,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(Mutex::new), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
