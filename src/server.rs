@@ -153,10 +153,9 @@ async fn handshake<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Soc
     if !hub.config.origin_allowed(req.header("origin")) {
         return reject(stream, Rejection::Status(403, "Origin not allowed".into())).await;
     }
-    let max = hub.config.max_connections();
-    if max > 0 && hub.connection_count() >= max {
+    let Some(slot) = hub.reserve_slot(hub.config.max_connections()) else {
         return reject(stream, Rejection::Status(503, "Too many connections".into())).await;
-    }
+    };
     let query = parse_query(req.query());
     let mut info = Box::new(OpenInfo {
         conn: ConnId(0),
@@ -196,6 +195,7 @@ async fn handshake<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Soc
         conn::tls::take_plaintext(s, &mut early);
     }
     let conn = hub.register(Arc::new(io), session, route.route);
+    drop(slot);
     drop(guard);
     info.conn = conn.id;
     hub.events.push(Event::Open(info));

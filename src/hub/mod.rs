@@ -26,6 +26,17 @@ impl Member for Arc<Conn> {
     }
 }
 
+/// A connection slot held by a handshake in progress.
+pub struct SlotGuard(Option<Arc<Hub>>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(hub) = self.0.take() {
+            hub.reserved.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Who a broadcast goes to.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
@@ -54,6 +65,8 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Handshakes in progress (accepted, not yet a connection or refused).
     handshakes: AtomicUsize,
+    /// Handshakes past the connection cap check and not yet registered.
+    reserved: AtomicUsize,
     accepting: AtomicBool,
     /// Handshakes waiting for JS to pick a subprotocol, by ticket.
     decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
@@ -79,6 +92,7 @@ impl Default for Hub {
             next_id: AtomicU64::new(1),
             decisions: Mutex::new(HashMap::new()),
             handshakes: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             accepting: AtomicBool::new(false),
         }
     }
@@ -99,6 +113,22 @@ impl Hub {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one of `max` connection slots (0: no cap) for a handshake in progress, counting
+    /// open connections and other reservations, so overlapping handshakes cannot exceed it.
+    /// The slot is released when the returned guard drops (after the connection registered).
+    pub fn reserve_slot(self: &Arc<Self>, max: usize) -> Option<SlotGuard> {
+        if max == 0 {
+            return Some(SlotGuard(None));
+        }
+        let reg = self.registry();
+        if reg.all.len() + self.reserved.load(Ordering::Acquire) >= max {
+            return None;
+        }
+        self.reserved.fetch_add(1, Ordering::AcqRel);
+        drop(reg);
+        Some(SlotGuard(Some(self.clone())))
     }
 
     pub fn set_accepting(&self, on: bool) {
