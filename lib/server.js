@@ -184,9 +184,9 @@ class Server extends EventEmitter {
       throw typeError('options', 'an object', options);
     }
     const { timeout = 10000, code = 1001, reason = 'Server shutdown' } = options || {};
-    if (typeof timeout !== 'number' || !(timeout >= 0) || !Number.isFinite(timeout)) {
-      throw rangeError('options.timeout', 'a finite number >= 0', timeout);
-    }
+    if (typeof timeout !== 'number') throw typeError('options.timeout', 'of type number', timeout);
+    if (!(timeout >= 0) || !Number.isFinite(timeout)) throw rangeError('options.timeout', 'a finite number >= 0', timeout);
+    if (typeof code !== 'number') throw typeError('options.code', 'of type number', code);
     if (!isValidCloseCode(code)) throw rangeError('options.code', 'a valid close code', code);
     if (typeof reason !== 'string') throw typeError('options.reason', 'of type string', reason);
     if (Buffer.byteLength(reason) > 123) throw rangeError('options.reason', 'at most 123 bytes long', reason);
@@ -195,6 +195,9 @@ class Server extends EventEmitter {
     const promise = new Promise((r) => (resolve = r));
     const timer = setTimeout(() => {
       for (const ws of this._conns.values()) ws.terminate();
+      // Handshakes still in progress (no request yet, or a verifyClient that has not settled)
+      // have no close handshake to wait for: end them too.
+      this._native.abortHandshakes();
     }, timeout);
     this._shutdown = { promise, code, reason };
     this.once('close', () => {
@@ -343,7 +346,8 @@ class Server extends EventEmitter {
       }
       if (typeof verdict === 'object') {
         const status = Number.isInteger(verdict.status) && verdict.status >= 400 && verdict.status <= 599 ? verdict.status : 401;
-        const message = typeof verdict.message === 'string' ? verdict.message : status === 401 ? 'Unauthorized' : 'Forbidden';
+        // Without a message, the engine sends the status's reason phrase.
+        const message = typeof verdict.message === 'string' ? verdict.message : '';
         return native.decide(ticket, undefined, status, message);
       }
       if (offered.length === 0 || typeof o.handleProtocols !== 'function') return native.decide(ticket, undefined, undefined);

@@ -118,7 +118,8 @@ impl Config {
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match &*self.allowed_origins.read().unwrap_or_else(|e| e.into_inner()) {
             None => true,
-            Some(list) => origin.is_some_and(|o| list.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(o.trim()))),
+            Some(list) if list.iter().any(|a| a == "*") => true,
+            Some(list) => origin.is_some_and(|o| list.iter().any(|a| a.eq_ignore_ascii_case(o.trim()))),
         }
     }
 

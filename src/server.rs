@@ -77,8 +77,14 @@ async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, tls: Option<TlsA
                             let accept = acceptor.accept(stream);
                             tokio::spawn(async move {
                                 let deadline = tokio::time::Instant::now() + guard.hub.config.handshake_timeout();
-                                // A failed or slow TLS handshake just drops the socket.
-                                if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, accept).await {
+                                let mut abort = guard.hub.abort_handshakes.subscribe();
+                                // A failed, slow or aborted TLS handshake just drops the socket.
+                                let accepted = tokio::select! {
+                                    biased;
+                                    _ = abort.changed() => return,
+                                    r = tokio::time::timeout_at(deadline, accept) => r,
+                                };
+                                if let Ok(Ok(stream)) = accepted {
                                     handshake(guard, stream, peer).await;
                                 }
                             });
@@ -130,7 +136,16 @@ impl Upgrading for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-async fn handshake<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) {
+async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketAddr) {
+    let mut abort = guard.hub.abort_handshakes.subscribe();
+    tokio::select! {
+        biased;
+        _ = abort.changed() => {}
+        _ = upgrade(guard, stream, peer) => {}
+    }
+}
+
+async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) {
     let hub = guard.hub.clone();
     let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
     let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
@@ -175,11 +190,13 @@ async fn handshake<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Soc
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Decision::Accept(p))) => info.protocol = p,
             Ok(Ok(Decision::Reject(status, body))) => {
+                drop(slot);
                 return reject(stream, Rejection::Status(status, body)).await;
             }
             // Timed out (JS is busy or the verifier never settled): refuse rather than hang.
             _ => {
                 hub.forget_ticket(ticket);
+                drop(slot);
                 return reject(stream, Rejection::Status(503, "Service Unavailable".into())).await;
             }
         }

@@ -354,6 +354,12 @@ impl NativeServer {
         self.hub.get(conn_id(id)).map_or(0.0, |c| c.outbox().buffered() as f64)
     }
 
+    /// Ends every handshake in progress without an answer (a shutdown that timed out).
+    #[napi(catch_unwind)]
+    pub fn abort_handshakes(&self) {
+        self.hub.abort_handshakes.send_modify(|n| *n += 1);
+    }
+
     /// Connections JS has not seen close yet plus handshakes in progress: 0 when idle.
     #[napi(catch_unwind)]
     pub fn pending_connections(&self) -> u32 {

@@ -67,6 +67,8 @@ pub struct Hub {
     handshakes: AtomicUsize,
     /// Handshakes past the connection cap check and not yet registered.
     reserved: AtomicUsize,
+    /// Bumped to end every handshake in progress (a shutdown that timed out).
+    pub abort_handshakes: tokio::sync::watch::Sender<u64>,
     accepting: AtomicBool,
     /// Handshakes waiting for JS to pick a subprotocol, by ticket.
     decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
@@ -93,6 +95,7 @@ impl Default for Hub {
             decisions: Mutex::new(HashMap::new()),
             handshakes: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
+            abort_handshakes: tokio::sync::watch::channel(0).0,
             accepting: AtomicBool::new(false),
         }
     }

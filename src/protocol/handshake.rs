@@ -87,6 +87,7 @@ impl Rejection {
             Rejection::NotFound => "Not Found",
             Rejection::MethodNotAllowed => "Method Not Allowed",
             Rejection::HeadersTooLarge => "Request Header Fields Too Large",
+            Rejection::Status(s, r) if r.is_empty() => reason_phrase(*s),
             Rejection::Status(_, r) => r,
         };
         let extra = match self {
@@ -116,7 +117,7 @@ fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
-        _ => "Error",
+        _ => "Request refused",
     }
 }
 
