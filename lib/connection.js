@@ -3,7 +3,7 @@
 const EventEmitter = require('node:events');
 const { randomUUID } = require('node:crypto');
 const { WS_STATES } = require('./constants');
-const { rangeError, typeError, isValidCloseCode, toBytes, toMessage, validateRoomName } = require('./validation');
+const { rangeError, typeError, toBytes, toMessage, sendOptions, validateClose, validateRoomName } = require('./validation');
 
 const { OPEN, CLOSING, CLOSED } = WS_STATES;
 const EMPTY = Buffer.alloc(0);
@@ -67,7 +67,7 @@ class WebSocketConnection extends EventEmitter {
    * Returns false when the connection is not open.
    */
   send(data, options) {
-    const [payload, binary] = toMessage(data, options != null && options.binary, 'data');
+    const [payload, binary] = toMessage(data, sendOptions(options), 'data');
     if (this.readyState !== OPEN) return false;
     const native = this._server._native;
     if (typeof payload === 'string') {
@@ -102,14 +102,7 @@ class WebSocketConnection extends EventEmitter {
    * UTF-8. The `close` event follows once the peer answers (or the connection is lost).
    */
   close(code, reason) {
-    if (code !== undefined && !isValidCloseCode(code)) {
-      if (typeof code !== 'number') throw typeError('code', 'of type number', code);
-      throw rangeError('code', '1000-1003, 1007-1014 or 3000-4999', code);
-    }
-    if (reason !== undefined && typeof reason !== 'string') throw typeError('reason', 'of type string', reason);
-    if (reason !== undefined && Buffer.byteLength(reason) > 123) {
-      throw rangeError('reason', 'at most 123 bytes long', reason);
-    }
+    validateClose(code, reason);
     if (this.readyState !== OPEN) return;
     this.readyState = CLOSING;
     this._server._native.close(this._nid, code === undefined ? 1000 : code, reason || '');

@@ -45,6 +45,7 @@ class Router {
    * reach open connections. Invalid values throw and change nothing.
    */
   configureWebSocket(options) {
+    if (options === undefined) throw typeError('options', 'an object', options);
     const changes = validateWebSocketOptions(options, 'options');
     Object.assign(this._wsOptions, changes);
     this._applyQueueOptions();

@@ -57,12 +57,69 @@ function isValidCloseCode(code) {
 
 /** Binary data as a Buffer view over the same memory (no copy). */
 function toBytes(data, name) {
-  if (Buffer.isBuffer(data)) return data;
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)) {
-    return Buffer.from(data);
+  if (ArrayBuffer.isView(data) || isArrayBuffer(data)) {
+    const buffer = ArrayBuffer.isView(data) ? data.buffer : data;
+    if (buffer.byteLength === 0 && isDetached(buffer)) {
+      const err = new TypeError(`The "${name}" argument is backed by a detached ArrayBuffer`);
+      err.code = 'ERR_INVALID_ARG_VALUE';
+      throw err;
+    }
+    if (Buffer.isBuffer(data)) return data;
+    return ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
   }
   throw typeError(name, 'a string, Buffer, TypedArray or ArrayBuffer', data);
+}
+
+/** A transferred (detached) buffer: no view can be made over it. */
+function isDetached(buffer) {
+  if (typeof buffer.detached === 'boolean') return buffer.detached;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** JSON text of `data`, or a TypeError naming the argument when it has none. */
+function toJson(data, name) {
+  let text;
+  try {
+    text = JSON.stringify(data);
+  } catch (cause) {
+    // A toJSON or getter of the caller's that throws: that error is the caller's to see.
+    if (!(cause instanceof TypeError)) throw cause;
+    const err = new TypeError(`The "${name}" argument cannot be sent as JSON: ${cause.message}`);
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  if (typeof text !== 'string') {
+    const err = new TypeError(`The "${name}" argument has no JSON form`);
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  return text;
+}
+
+/** `options` of send/broadcast: undefined or an object whose `binary` is a boolean. */
+function sendOptions(options, name = 'options') {
+  if (options === undefined || options === null) return false;
+  if (typeof options !== 'object') throw typeError(name, 'an object', options);
+  const binary = options.binary;
+  if (binary !== undefined && typeof binary !== 'boolean') throw typeError(`${name}.binary`, 'of type boolean', binary);
+  return binary === true;
+}
+
+/** A close code and reason as `close()` takes them (both optional). */
+function validateClose(code, reason) {
+  if (code !== undefined && !isValidCloseCode(code)) {
+    if (typeof code !== 'number') throw typeError('code', 'of type number', code);
+    throw rangeError('code', '1000-1003, 1007-1014 or 3000-4999', code);
+  }
+  if (reason !== undefined && typeof reason !== 'string') throw typeError('reason', 'of type string', reason);
+  if (reason !== undefined && Buffer.byteLength(reason) > 123) {
+    throw rangeError('reason', 'at most 123 bytes long', reason);
+  }
 }
 
 /**
@@ -75,7 +132,7 @@ function toMessage(data, forceBinary, name) {
   if (data === undefined) throw typeError(name, 'a string, Buffer, TypedArray, ArrayBuffer or object', data);
   if (data !== null && typeof data === 'object') {
     if (ArrayBuffer.isView(data) || isArrayBuffer(data)) return [toBytes(data, name), true];
-    return [JSON.stringify(data), forceBinary === true];
+    return [toJson(data, name), forceBinary === true];
   }
   if (typeof data === 'function' || typeof data === 'symbol') {
     throw typeError(name, 'a string, Buffer, TypedArray, ArrayBuffer or object', data);
@@ -89,8 +146,9 @@ function isArrayBuffer(v) {
 
 function validateRoomName(value, name) {
   validateString(value, name);
-  if (value.length === 0) {
-    const err = new TypeError(`The "${name}" argument must be a non-empty string`);
+  // Lone surrogates would become U+FFFD in the engine: two such names would be one room.
+  if (value.length === 0 || !value.isWellFormed()) {
+    const err = new TypeError(`The "${name}" argument must be a non-empty, well-formed string`);
     err.code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }
@@ -105,5 +163,8 @@ module.exports = {
   isValidCloseCode,
   toBytes,
   toMessage,
+  toJson,
+  sendOptions,
+  validateClose,
   validateRoomName,
 };

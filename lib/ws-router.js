@@ -5,23 +5,18 @@
 // fan-out itself happens in the engine.
 
 const { WebSocketConnection } = require('./connection');
-const { toMessage, typeError, validateFunction, validateRoomName, validateRoutePath } = require('./validation');
+const { validateClose, sendOptions, toMessage, typeError, validateFunction, validateRoomName, validateRoutePath } = require('./validation');
 
 function broadcastArgs(data, options) {
   if (options !== undefined && (options === null || typeof options !== 'object')) {
     throw typeError('options', 'an object', options);
   }
   const except = options === undefined ? undefined : options.except;
-  if (
-    except !== undefined &&
-    except !== null &&
-    typeof except !== 'string' &&
-    !Array.isArray(except) &&
-    !(except instanceof WebSocketConnection)
-  ) {
+  const isId = (v) => typeof v === 'string' || v instanceof WebSocketConnection;
+  if (except !== undefined && except !== null && !isId(except) && !(Array.isArray(except) && except.every(isId))) {
     throw typeError('options.except', 'a connection id, a connection, or an array of them', except);
   }
-  const [payload, binary] = toMessage(data, options !== undefined && options.binary, 'data');
+  const [payload, binary] = toMessage(data, sendOptions(options), 'data');
   return { payload, binary, except };
 }
 
@@ -94,6 +89,7 @@ class WebSocketRouter {
 
   /** Closes every open connection with `code` and `reason`. */
   closeAll(code = 1001, reason = 'Server shutdown') {
+    validateClose(code, reason);
     for (const server of this._router._servers) {
       for (const ws of Array.from(server._conns.values())) ws.close(code, reason);
     }
@@ -190,6 +186,7 @@ class WsServer {
    */
   sendTo(id, data, options) {
     if (typeof id !== 'string') throw typeError('id', 'of type string', id);
+    sendOptions(options);
     const ws = this._find(id);
     const queue = this._wsRouter._router._queue;
     if (ws !== null && ws.readyState === 1) {
