@@ -555,3 +555,98 @@ function closeInfo(frame) {
 
 module.exports.rawClient = rawClient;
 module.exports.closeInfo = closeInfo;
+
+/**
+ * Runs a velocy server in a child process, so that its memory (RSS) is its own and whatever
+ * the engine prints (a Rust panic goes to stderr) can be checked. `setup(velocy, commands)` is
+ * serialised and run in the child (it may use only its arguments and `require`); it returns
+ * the Router (or a promise of it), and may add functions to `commands`, which the parent
+ * calls with `call(name, ...args)` (arguments and results go through IPC, as JSON). Built-in
+ * commands: `rss()` (bytes), `stats()` (`getStats()` plus `pending`, the engine's handshakes
+ * and connections not yet closed, and `rss`) and `close()` (closes the server and resolves
+ * with `stats()` once its `close` event was emitted). Resolves with `{ child, port, url, call, stderr }`;
+ * `stderr()` is everything the child wrote there. With `t` the child is killed after the test.
+ */
+async function childServer(setup, { t, timeoutMs = DEFAULT_TIMEOUT } = {}) {
+  const { spawn } = require('node:child_process');
+  const path = require('node:path');
+  const source = `'use strict';
+const velocy = require(${JSON.stringify(path.join(__dirname, '..'))});
+const commands = {};
+(async () => {
+  const router = await (${setup.toString()})(velocy, commands);
+  const server = velocy.createServer(router);
+  const stats = () => ({ ...router.getWebSocketRouter().getStats(), pending: server._native.pendingConnections(), rss: process.memoryUsage.rss() });
+  commands.rss = () => process.memoryUsage.rss();
+  commands.stats = stats;
+  commands.close = () => new Promise((resolve) => server.close(() => resolve(stats())));
+  process.on('message', async ({ id, name, args }) => {
+    try {
+      const result = await commands[name](...args);
+      process.send({ id, result });
+    } catch (err) {
+      process.send({ id, error: String((err && err.stack) || err) });
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+  server.listen(0, ${JSON.stringify(HOST)}, () => process.send({ port: server.address().port }));
+})().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
+`;
+  const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  if (t) t.after(() => child.kill());
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (s) => (stderr += s));
+  const replies = new Map();
+  let nextId = 1;
+  child.on('message', (m) => {
+    const reply = replies.get(m.id);
+    if (reply === undefined) return;
+    replies.delete(m.id);
+    if (m.error !== undefined) reply.reject(new Error(`in the child: ${m.error}`));
+    else reply.resolve(m.result);
+  });
+  child.on('exit', (code, signal) => {
+    for (const reply of replies.values()) reply.reject(new Error(`the child exited (${code ?? signal}): ${stderr}`));
+    replies.clear();
+  });
+  const call = (name, ...args) => {
+    const id = nextId++;
+    const reply = new Promise((resolve, reject) => {
+      replies.set(id, { resolve, reject });
+      child.send({ id, name, args });
+    });
+    return withTimeout(reply, timeoutMs, `child command ${name}`);
+  };
+  const started = new Promise((resolve, reject) => {
+    const onMessage = (m) => {
+      if (m.port === undefined) return;
+      child.removeListener('message', onMessage);
+      resolve(m.port);
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code) => reject(new Error(`the child exited (${code}) before listening: ${stderr}`)));
+  });
+  const port = await withTimeout(started, timeoutMs, 'the child server to listen');
+  return { child, port, url: `ws://${HOST}:${port}`, call, stderr: () => stderr };
+}
+
+/**
+ * Resolves once `predicate()` (sync or async) is truthy, checking every `intervalMs`; rejects
+ * after `timeoutMs` saying `what`. For state that has no event, like a count in another
+ * process.
+ */
+async function waitFor(predicate, what, { timeoutMs = DEFAULT_TIMEOUT, intervalMs = 20 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+module.exports.childServer = childServer;
+module.exports.waitFor = waitFor;

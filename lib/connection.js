@@ -143,6 +143,39 @@ class WebSocketConnection extends EventEmitter {
     return this._rooms !== undefined && this._rooms.has(room);
   }
 
+  // Pings are answered by the engine; only a connection with a `ping` listener has them
+  // reported to JS, so pings (a flood of them included) cost JS nothing otherwise.
+  on(event, listener) {
+    if (event === 'ping') this._wantPings();
+    return super.on(event, listener);
+  }
+
+  addListener(event, listener) {
+    return this.on(event, listener);
+  }
+
+  once(event, listener) {
+    if (event === 'ping') this._wantPings();
+    return super.once(event, listener);
+  }
+
+  prependListener(event, listener) {
+    if (event === 'ping') this._wantPings();
+    return super.prependListener(event, listener);
+  }
+
+  prependOnceListener(event, listener) {
+    if (event === 'ping') this._wantPings();
+    return super.prependOnceListener(event, listener);
+  }
+
+  _wantPings() {
+    if (this._pings !== true && this.readyState !== CLOSED) {
+      this._pings = true;
+      this._server._native.wantPings(this._nid);
+    }
+  }
+
   /** An async listener's rejection: reported like an exception thrown by a listener. */
   [EventEmitter.captureRejectionSymbol](err) {
     this._server._reportError(err, this, this._context);

@@ -44,7 +44,8 @@ class Server extends EventEmitter {
     }
     const tls = tlsOptions(options);
     this._router = router;
-    this._native = new NativeServer(() => this._onEvents());
+    this._onEventsBound = () => this._onEvents();
+    this._native = new NativeServer(this._onEventsBound);
     if (tls !== null) {
       try {
         this._native.setTls(tls.key, tls.cert);
@@ -275,17 +276,21 @@ class Server extends EventEmitter {
     try {
       batch = this._native.drain();
     } catch (err) {
-      this._native.uncork();
+      if (this._native.uncork()) setImmediate(this._onEventsBound);
       process.emitWarning(`velocy: could not read engine events: ${err.message}`);
       return;
     }
     const before = this._conns.size;
+    let more = false;
     try {
       this._dispatch(batch);
     } finally {
       // Replies sent while handling the batch leave now, one write per connection.
-      this._native.uncork();
+      more = this._native.uncork();
     }
+    // More arrived meanwhile: take it on the next turn of the event loop, after timers and
+    // other I/O, so a flood on one server cannot starve the rest of the process.
+    if (more) setImmediate(this._onEventsBound);
     if (this._conns.size !== before) {
       this._updateRef();
       this._emitCloseIfDrained();
@@ -399,7 +404,8 @@ class Server extends EventEmitter {
         return;
       }
     }
-    runHandlers(this, ws, req, this._router._middleware.concat(entry.handlers), ws._context);
+    const mw = this._router._middleware;
+    runHandlers(this, ws, req, mw.length === 0 ? entry.handlers : mw.concat(entry.handlers), ws._context);
   }
 
   /**

@@ -127,11 +127,8 @@ impl Events {
     }
 
     /// Takes up to `max` events in order, passing each to `f`. Called on the consumer thread
-    /// once it was woken; if events remain after `max`, another wake-up is scheduled so one
-    /// busy server cannot starve the rest of the consumer's work.
+    /// once it was woken; `finish` must follow when the consumer is done with the batch.
     pub fn drain(&self, max: usize, mut f: impl FnMut(Event)) -> usize {
-        // Reset first: a push racing with this drain schedules a new wake-up, never none.
-        self.scheduled.store(false, Ordering::Release);
         let mut n = 0;
         let mut weight = 0;
         while n < max {
@@ -149,10 +146,17 @@ impl Events {
         if was_full && !self.is_full() {
             self.space.notify_waiters();
         }
-        if !self.rx.is_empty() {
-            self.schedule();
-        }
         n
+    }
+
+    /// Ends a batch. Returns true when events are already waiting: the consumer should come
+    /// back for them after letting its other work run (timers, I/O), rather than be woken
+    /// again at once — one busy server must not starve the rest of the consumer's work.
+    /// Otherwise the next push wakes the consumer.
+    pub fn finish(&self) -> bool {
+        self.scheduled.store(false, Ordering::Release);
+        // A push that saw `scheduled` still set did not wake anyone: take over its wake-up.
+        !self.rx.is_empty() && !self.scheduled.swap(true, Ordering::AcqRel)
     }
 
     pub fn len(&self) -> usize {
@@ -188,24 +192,25 @@ mod tests {
             }
         });
         assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+        // Pushed while the batch is being handled: no wake-up, the consumer comes back itself.
+        events.push(Event::Drain(ConnId(1)));
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        assert!(events.finish());
+        events.drain(usize::MAX, |_| {});
+        assert!(!events.finish());
         events.push(Event::Drain(ConnId(1)));
         assert_eq!(wakes.load(Ordering::SeqCst), 2);
     }
 
     #[test]
-    fn partial_drain_reschedules_and_budget_frees() {
+    fn partial_drain_leaves_the_rest_and_budget_frees() {
         let events = Events::new(100);
-        let wakes = Arc::new(AtomicUsize::new(0));
-        let w = wakes.clone();
-        events.set_waker(Box::new(move || {
-            w.fetch_add(1, Ordering::SeqCst);
-        }));
         events.push(Event::Binary(ConnId(1), vec![0; 200]));
         events.push(Event::Drain(ConnId(1)));
         assert!(events.is_full());
         assert_eq!(events.drain(1, |_| {}), 1);
         assert!(!events.is_full());
-        assert_eq!(wakes.load(Ordering::SeqCst), 2);
         assert_eq!(events.len(), 1);
+        assert!(events.finish(), "the consumer is told to come back for the rest");
     }
 }

@@ -22,7 +22,7 @@ use crate::protocol::{close, frame};
 use crate::server::{self, Listening};
 
 /// Events handed to JS per `drain()` call at most; more schedule another wake-up.
-const MAX_EVENTS_PER_DRAIN: usize = 16 * 1024;
+const MAX_EVENTS_PER_DRAIN: usize = 4 * 1024;
 
 static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
@@ -231,13 +231,16 @@ impl NativeServer {
         }
     }
 
-    /// Writes what was sent while the batch was handled. Called by JS after each batch.
+    /// Ends a batch: writes what was sent while it was handled. Returns true when more events
+    /// are already waiting; JS then comes back for them on its next turn (setImmediate), so
+    /// timers and other I/O run in between.
     #[napi(catch_unwind)]
-    pub fn uncork(&mut self) {
+    pub fn uncork(&mut self) -> bool {
         self.corked = false;
         for conn in self.dirty.drain(..) {
             conn.flush();
         }
+        self.hub.events.finish()
     }
 
     /// Sends a text message. False if the connection is closed or closing.
@@ -340,6 +343,14 @@ impl NativeServer {
             c.terminate();
             true
         })
+    }
+
+    /// Turns `ping` events on for a connection (JS added a `ping` listener).
+    #[napi(catch_unwind)]
+    pub fn want_pings(&self, id: f64) {
+        if let Some(c) = self.hub.get(conn_id(id)) {
+            c.ping_events.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Whether the connection still accepts frames (false once closing or gone).

@@ -199,11 +199,14 @@ pub struct Conn {
     /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
     pub wake: Notify,
     terminate: AtomicBool,
+    /// JS listens for `ping` events on this connection; otherwise pings are answered here
+    /// and cost JS nothing (a ping flood cannot crowd out other connections' events).
+    pub ping_events: AtomicBool,
 }
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {

@@ -22,8 +22,9 @@ use crate::protocol::reader::{Item, Reader};
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Payload of the engine's own heartbeat pings; pongs carrying it are not reported to JS.
 const HEARTBEAT_PING: &[u8] = b"velocy-hb";
-/// Reads per wake-up before yielding to other connections.
-const READS_PER_WAKE: usize = 8;
+/// Reads per wake-up. One: every read then goes through the scheduler's budget, so a
+/// connection that floods cannot keep its worker from the other connections for long.
+const READS_PER_WAKE: usize = 1;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
@@ -291,15 +292,18 @@ impl Task {
                 true
             }
         };
+        let mut pongs = false;
         let res = reader.feed(data, &mut |item| match item {
             Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
             Item::Text(s) if deliver => hub.events.push(Event::Text(id, s.to_owned())),
             Item::Binary(b) if deliver => hub.events.push(Event::Binary(id, b.to_vec())),
             Item::Text(_) | Item::Binary(_) => {}
             Item::Ping(p) => {
-                // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2).
-                conn.send(OP_PONG, p);
-                if deliver {
+                // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2):
+                // queued here and written when this input is processed, one write for all the
+                // pongs it held.
+                pongs |= conn.queue(OP_PONG, p);
+                if deliver && conn.ping_events.load(std::sync::atomic::Ordering::Relaxed) {
                     hub.events.push(Event::Ping(id, p.to_vec()));
                 }
             }
@@ -316,6 +320,9 @@ impl Task {
         });
         if budget_before != u64::MAX {
             self.window.1 += budget_before - budget;
+        }
+        if pongs {
+            self.flush();
         }
         let Task { conn, state, .. } = self;
         if let Some((code, reason)) = peer_close {
