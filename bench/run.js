@@ -55,6 +55,11 @@ function usage() {
   --warmup S          warm-up seconds before measuring (default 1; 0.5 quick)
   --no-install        do not run npm install for bench dependencies
   --no-build          do not (re)build the load generator
+  --max-other P       a run during which other processes used more than P %
+                      of a core is repeated (default 25)
+  --retries N         at most N repeats of such a run (default 2); repeats
+                      stop once the time budget is used up
+  --budget MIN        time budget for repeats, minutes (default 13; 4 quick)
   --help`;
 }
 
@@ -62,6 +67,7 @@ function parseArgs(argv) {
   const o = {
     rounds: null, only: null, impls: null, quick: false,
     duration: null, warmup: null, install: true, build: true,
+    maxOther: 25, retries: 2, budget: null,
   };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
@@ -82,6 +88,9 @@ function parseArgs(argv) {
       case '--warmup': o.warmup = nonNeg(val(), a); break;
       case '--no-install': o.install = false; break;
       case '--no-build': o.build = false; break;
+      case '--max-other': o.maxOther = nonNeg(val(), a); break;
+      case '--retries': o.retries = nonNegInt(val(), a); break;
+      case '--budget': o.budget = posNum(val(), a); break;
       case '-h': case '--help': console.log(usage()); process.exit(0); break;
       default: throw new Error(`unknown option ${a}\n${usage()}`);
     }
@@ -89,11 +98,13 @@ function parseArgs(argv) {
   if (o.rounds === null) o.rounds = o.quick ? 1 : 3;
   if (o.duration === null) o.duration = o.quick ? 1.5 : 5;
   if (o.warmup === null) o.warmup = o.quick ? 0.5 : 1;
+  if (o.budget === null) o.budget = o.quick ? 4 : 13;
   return o;
 }
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 function posInt(s, n) { const v = Number(s); if (!Number.isInteger(v) || v < 1) throw new Error(`${n}: expected a positive integer`); return v; }
 function posNum(s, n) { const v = Number(s); if (!(v > 0)) throw new Error(`${n}: expected a positive number`); return v; }
+function nonNegInt(s, n) { const v = Number(s); if (!Number.isInteger(v) || v < 0) throw new Error(`${n}: expected an integer >= 0`); return v; }
 function nonNeg(s, n) { const v = Number(s); if (!(v >= 0)) throw new Error(`${n}: expected a number >= 0`); return v; }
 
 // ---------------------------------------------------------------- scenarios
@@ -152,6 +163,7 @@ function buildCases(o) {
       title: `idle memory · ${idleConns.toLocaleString('en-US')} connections`,
       args: ['idle', '--conns', String(idleConns), '--settle', '2'],
       timeoutS: 180,
+      noiseSensitive: false,
       metrics: [{ key: 'rss_per_conn_kib', label: 'server RSS per connection', fmt: 'kib', better: 'lower' }],
     },
   ];
@@ -177,13 +189,35 @@ function clkTck() {
 }
 const CLK_TCK = clkTck();
 
-/** user+nice+system ticks over all CPUs (interrupt time excluded). */
+/**
+ * Busy ticks over all CPUs: user, nice, system, irq, softirq, and steal (time
+ * the hypervisor gave to someone else — noise just like a local process),
+ * minus the kernel's softirq threads, which mostly carry our own loopback
+ * traffic.
+ */
 function hostBusyTicks() {
   try {
-    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/);
-    return Number(line[1]) + Number(line[2]) + Number(line[3]);
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).map(Number);
+    // cpu user nice system idle iowait irq softirq steal ...
+    const busy = f[1] + f[2] + f[3] + f[6] + f[7] + (f[8] || 0);
+    let ksoftirqd = 0;
+    for (const pid of KSOFTIRQD) ksoftirqd += procTicks(pid) || 0;
+    return busy - ksoftirqd;
   } catch { return null; }
 }
+
+const KSOFTIRQD = (() => {
+  const pids = [];
+  try {
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('ksoftirqd/')) pids.push(Number(d));
+      } catch { /* gone */ }
+    }
+  } catch { /* no /proc */ }
+  return pids;
+})();
 
 function procTicks(pid) {
   try {
@@ -269,6 +303,100 @@ function runLoadgen(args, timeoutS) {
       resolve(json);
     });
   });
+}
+
+/** One server start + load generator run; returns the run record. */
+async function runOnce(c, impl, round) {
+  const port = await freePort(nextPort);
+  nextPort = port + 1 > 31000 ? 20000 : port + 1;
+  const rec = { round, impl, case: c.id, port };
+  const srv = startServer(impl, port);
+  try {
+    await srv.ready;
+    const pid = srv.child.pid;
+    const busy0 = hostBusyTicks();
+    const srv0 = procTicks(pid);
+    const w0 = Date.now();
+    const result = await runLoadgen([...c.args, '--url', `ws://127.0.0.1:${port}`, '--pid', String(pid)], c.timeoutS);
+    const wall = (Date.now() - w0) / 1000;
+    const busy1 = hostBusyTicks();
+    const srv1 = procTicks(pid);
+    // CPU used by everything that is neither the server nor the load
+    // generator, in % of one core, over the load generator's lifetime.
+    if (busy0 !== null && busy1 !== null && srv0 !== null && srv1 !== null && typeof result.loadgen_cpu_s === 'number') {
+      const other = (busy1 - busy0) / CLK_TCK - (srv1 - srv0) / CLK_TCK - result.loadgen_cpu_s;
+      rec.foreign_cpu_pct = Math.max(0, Math.round((other / wall) * 1000) / 10);
+    }
+    if (srv.exited()) {
+      result.ok = false;
+      result.fatal = `${result.fatal ? `${result.fatal}; ` : ''}server died during the run: ${srv.stderr().trim().split('\n').slice(-3).join(' | ')}`;
+    }
+    rec.result = result;
+  } catch (err) {
+    rec.result = { ok: false, fatal: err.message };
+  } finally {
+    await stopServer(srv);
+  }
+  return rec;
+}
+
+/** Is there time for one more run, given the average so far? */
+function withinBudget(o, t0, done, total) {
+  const elapsed = Date.now() - t0;
+  const perRun = elapsed / Math.max(1, done);
+  return elapsed + perRun * (total - done + 1) < o.budget * 60000;
+}
+
+/** Wait (at most maxMs) until other processes use < 10 % of a core for 1 s. */
+async function waitQuiet(maxMs) {
+  const until = Date.now() + maxMs;
+  while (Date.now() < until) {
+    const a = hostBusyTicks();
+    await sleep(1000);
+    const b = hostBusyTicks();
+    if (a === null || b === null || (b - a) / CLK_TCK < 0.1) return;
+  }
+}
+
+// Only one benchmark at a time on this machine: two runs pinned to the
+// same cores would measure each other.
+const LOCK = path.join(os.tmpdir(), 'velocy-bench.lock');
+let lockHeld = false;
+
+async function acquireLock() {
+  let announced = false;
+  for (;;) {
+    try {
+      fs.writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      lockHeld = true;
+      return;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    let holder = NaN;
+    try { holder = Number(fs.readFileSync(LOCK, 'utf8').trim()); } catch { /* vanished */ }
+    let alive = false;
+    if (Number.isInteger(holder) && holder > 0) {
+      try { process.kill(holder, 0); alive = true; } catch (e) { alive = e.code === 'EPERM'; }
+    }
+    if (!alive) {
+      try { fs.unlinkSync(LOCK); } catch { /* someone else removed it */ }
+      continue;
+    }
+    if (!announced) {
+      log(`» another benchmark run (pid ${holder}) is using the machine; waiting for it to finish …`);
+      announced = true;
+    }
+    await sleep(2000);
+  }
+}
+
+function releaseLock() {
+  if (!lockHeld) return;
+  try {
+    if (fs.readFileSync(LOCK, 'utf8').trim() === String(process.pid)) fs.unlinkSync(LOCK);
+  } catch { /* already gone */ }
+  lockHeld = false;
 }
 
 // -------------------------------------------------------------- formatting
@@ -387,7 +515,7 @@ function markdown(meta, summary, impls, runs, cases) {
       const rs = ((runs[c.id] && runs[c.id][impl]) || []).filter((r) => r.result);
       const pick = (k) => median(rs.map((r) => r.result[k]).filter((v) => typeof v === 'number'));
       const f = (v) => (v === null ? '–' : `${Math.round(v)}`);
-      return `${f(pick('server_cpu_pct'))} / ${f(pick('loadgen_cpu_pct'))} / ${f(median(rs.map((r) => r.foreign_cpu_pct).filter((v) => typeof v === 'number')))}`;
+      return `${f(pick('server_cpu_pct'))} / ${f(pick('loadgen_busy_pct'))} / ${f(median(rs.map((r) => r.foreign_cpu_pct).filter((v) => typeof v === 'number')))}`;
     });
     L.push(`| ${c.id} | ${cells.join(' | ')} |`);
   }
@@ -517,6 +645,8 @@ async function main() {
     duration_s: o.duration,
     warmup_s: o.warmup,
     pinned: PIN,
+    max_other_pct: o.maxOther,
+    retries: o.retries,
     server_cpu: SERVER_CPU,
     loadgen_cpu: LOADGEN_CPU,
     implementations: impls,
@@ -524,6 +654,7 @@ async function main() {
     warnings,
   };
 
+  await acquireLock();
   const runs = {};
   const total = o.rounds * cases.length * impls.length;
   let done = 0;
@@ -536,34 +667,28 @@ async function main() {
       const order = impls.map((_, i) => impls[(i + round - 1) % impls.length]);
       for (const impl of order) {
         done++;
-        const port = await freePort(nextPort);
-        nextPort = port + 1 > 31000 ? 20000 : port + 1;
-        const rec = { round, impl, case: c.id, port };
-        const srv = startServer(impl, port);
-        try {
-          await srv.ready;
-          const pid = srv.child.pid;
-          const busy0 = hostBusyTicks();
-          const srv0 = procTicks(pid);
-          const w0 = Date.now();
-          const result = await runLoadgen([...c.args, '--url', `ws://127.0.0.1:${port}`, '--pid', String(pid)], c.timeoutS);
-          const wall = (Date.now() - w0) / 1000;
-          const busy1 = hostBusyTicks();
-          const srv1 = procTicks(pid);
-          if (busy0 !== null && busy1 !== null && srv0 !== null && srv1 !== null && typeof result.loadgen_cpu_s === 'number') {
-            const other = (busy1 - busy0) / CLK_TCK - (srv1 - srv0) / CLK_TCK - result.loadgen_cpu_s;
-            rec.foreign_cpu_pct = Math.max(0, Math.round((other / wall) * 1000) / 10);
+        let rec = await runOnce(c, impl, round);
+        // A run disturbed by other processes is repeated (after waiting a
+        // little for the machine to calm down) while the budget allows;
+        // the least disturbed attempt is kept.
+        let attempts = 1;
+        while (
+          c.noiseSensitive !== false && attempts <= o.retries &&
+          rec.result && typeof rec.foreign_cpu_pct === 'number' && rec.foreign_cpu_pct > o.maxOther &&
+          withinBudget(o, t0, done, total)
+        ) {
+          log(`${progressLine(done, total, round, c, impl, rec, t0)}  ↻ other processes used ${Math.round(rec.foreign_cpu_pct)}% of a core — repeating`);
+          await waitQuiet(10000);
+          const again = await runOnce(c, impl, round);
+          attempts++;
+          if (!(again.result && again.result.ok) && rec.result && rec.result.ok) {
+            log(`${progressLine(done, total, round, c, impl, again, t0)}  (repeat failed; keeping the first result)`);
+            continue;
           }
-          if (srv.exited()) {
-            result.ok = false;
-            result.fatal = `${result.fatal ? `${result.fatal}; ` : ''}server died during the run: ${srv.stderr().trim().split('\n').slice(-3).join(' | ')}`;
-          }
-          rec.result = result;
-        } catch (err) {
-          rec.result = { ok: false, fatal: err.message };
-        } finally {
-          await stopServer(srv);
+          if (typeof again.foreign_cpu_pct !== 'number' || again.foreign_cpu_pct < rec.foreign_cpu_pct ||
+              (!(rec.result && rec.result.ok) && again.result && again.result.ok)) rec = again;
         }
+        rec.attempts = attempts;
         ((runs[c.id] = runs[c.id] || {})[impl] = runs[c.id][impl] || []).push(rec);
         log(progressLine(done, total, round, c, impl, rec, t0));
         await sleep(300);
@@ -572,19 +697,35 @@ async function main() {
   }
 
   const summary = summarise(cases, impls, runs, o.rounds);
+  const noisy = [];
+  let repeated = 0;
   for (const c of cases) {
     for (const impl of impls) {
-      const f = median(((runs[c.id] && runs[c.id][impl]) || []).map((r) => r.foreign_cpu_pct).filter((v) => typeof v === 'number'));
-      if (f !== null && f > 25) warnings.push(`${c.id}/${IMPLS[impl].label}: other processes used ~${Math.round(f)}% of a core during the run — the machine was busy, compare ratios rather than absolute figures.`);
+      for (const r of (runs[c.id] && runs[c.id][impl]) || []) {
+        if (r.attempts > 1) repeated += r.attempts - 1;
+        if (c.noiseSensitive !== false && typeof r.foreign_cpu_pct === 'number' && r.foreign_cpu_pct > o.maxOther) {
+          noisy.push(`${c.id}/${impl}/r${r.round} (${Math.round(r.foreign_cpu_pct)}%)`);
+        }
+      }
     }
+  }
+  if (repeated) warnings.push(`${repeated} run(s) were repeated because other processes used more than ${o.maxOther}% of a core.`);
+  if (noisy.length) {
+    warnings.push(`${noisy.length} run(s) still had other processes using more than ${o.maxOther}% of a core (the machine was busy; compare ratios rather than absolute figures): ${noisy.join(', ')}.`);
   }
   const md = markdown(meta, summary, impls, runs, cases);
   fs.mkdirSync(RESULTS, { recursive: true });
-  fs.writeFileSync(path.join(RESULTS, 'latest.md'), md);
-  fs.writeFileSync(path.join(RESULTS, 'latest.json'), `${JSON.stringify({ meta, summary, runs }, null, 2)}\n`);
+  const json = `${JSON.stringify({ meta, summary, runs }, null, 2)}\n`;
+  // latest.* plus a timestamped copy, so earlier runs stay around.
+  const stamp = meta.date.replace(/[:.]/g, '-');
+  for (const base of ['latest', `run-${stamp}`]) {
+    fs.writeFileSync(path.join(RESULTS, `${base}.md`), md);
+    fs.writeFileSync(path.join(RESULTS, `${base}.json`), json);
+  }
   log('');
   log(md);
   log(`» wrote ${path.relative(process.cwd(), path.join(RESULTS, 'latest.md'))} and latest.json (${Math.round((Date.now() - t0) / 1000)} s)`);
+  releaseLock();
   const bad = Object.values(runs).some((byImpl) => Object.values(byImpl).some((rs) => rs.some((r) => !r.result || !r.result.ok)));
   process.exitCode = bad ? 1 : 0;
 }
@@ -594,7 +735,7 @@ function progressLine(done, total, round, c, impl, rec, t0) {
   const head = `[${String(done).padStart(String(total).length)}/${total} r${round} ${Math.round((Date.now() - t0) / 1000)}s] ${c.id.padEnd(14)} ${IMPLS[impl].label.padEnd(18)}`;
   if (!j.ok && j.fatal) return `${head} FAILED: ${j.fatal}`;
   const parts = c.metrics.map((m) => `${m.label} ${fmtValue(j[m.key], m.fmt)}`);
-  const cpu = typeof j.server_cpu_pct === 'number' ? ` [srv ${Math.round(j.server_cpu_pct)}% lg ${Math.round(j.loadgen_cpu_pct)}%${typeof rec.foreign_cpu_pct === 'number' ? ` other ${Math.round(rec.foreign_cpu_pct)}%` : ''}]` : '';
+  const cpu = typeof j.server_cpu_pct === 'number' ? ` [srv ${Math.round(j.server_cpu_pct)}% lg ${Math.round(j.loadgen_busy_pct)}%${typeof rec.foreign_cpu_pct === 'number' ? ` other ${Math.round(rec.foreign_cpu_pct)}%` : ''}]` : '';
   const bad = j.ok ? '' : ` PROBLEMS: ${JSON.stringify(j.errors || {})}`;
   return `${head} ${parts.join(', ')}${cpu}${bad}`;
 }
@@ -603,6 +744,7 @@ function cleanup() {
   if (currentServer && currentServer.exitCode === null) {
     try { currentServer.kill('SIGKILL'); } catch { /* already gone */ }
   }
+  releaseLock();
 }
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
 process.on('SIGTERM', () => { cleanup(); process.exit(143); });

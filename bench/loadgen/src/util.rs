@@ -244,48 +244,74 @@ impl CpuWindow {
 /// poll the I/O driver with a zero timeout, so readiness is picked up
 /// without a sleep/wake-up (context switch + IPI) per event. The load
 /// generator owns its core, so spinning costs nothing else; it makes the
-/// client cheaper per message so the server stays the bottleneck.
+/// client cheaper per message when it is not saturated, and it keeps the
+/// server from paying a wake-up for every write to a sleeping client.
 ///
-/// The number of spins per second also gives the load generator's own
-/// utilisation: spins/s under load ÷ spins/s when idle = idle share.
+/// The spinner also estimates how busy the load generator really is (its
+/// CPU time is always ~100 %): an idle lap of the spinner (yield, zero-
+/// timeout epoll, nothing else to run) takes a short, stable time `base`,
+/// measured at start; any longer lap means other tasks ran, and the excess
+/// is counted as busy time.
 pub struct Spinner {
     stop: std::rc::Rc<Cell<bool>>,
-    count: std::rc::Rc<Cell<u64>>,
-    idle_rate: f64,
+    busy_ns: std::rc::Rc<Cell<u64>>,
 }
 
 impl Spinner {
-    /// Start spinning; first calibrates the idle spin rate for `calib`.
+    /// Start spinning; the first `calib` (no traffic yet) calibrates `base`.
     pub async fn start(calib: Duration) -> Spinner {
         let stop = std::rc::Rc::new(Cell::new(false));
-        let count = std::rc::Rc::new(Cell::new(0u64));
+        let busy_ns = std::rc::Rc::new(Cell::new(0u64));
+        let base_ns = std::rc::Rc::new(Cell::new(0u64));
+        let calibrating = std::rc::Rc::new(Cell::new(true));
         {
-            let stop = stop.clone();
-            let count = count.clone();
+            let (stop, busy_ns, base_ns, calibrating) =
+                (stop.clone(), busy_ns.clone(), base_ns.clone(), calibrating.clone());
             tokio::task::spawn_local(async move {
+                let mut laps: Vec<u32> = Vec::with_capacity(1 << 16);
+                let mut last = Instant::now();
                 while !stop.get() {
-                    count.set(count.get() + 1);
                     tokio::task::yield_now().await;
+                    let now = Instant::now();
+                    let lap = (now - last).as_nanos() as u64;
+                    last = now;
+                    if calibrating.get() {
+                        if laps.len() < laps.capacity() {
+                            laps.push(lap.min(u32::MAX as u64) as u32);
+                        }
+                        continue;
+                    }
+                    if base_ns.get() == 0 {
+                        // First lap after calibration: settle `base`.
+                        laps.sort_unstable();
+                        let b = laps.get(laps.len() / 2).copied().unwrap_or(1000) as u64;
+                        base_ns.set(b.max(1));
+                        laps = Vec::new();
+                    }
+                    let b = base_ns.get();
+                    // Ignore jitter on an idle lap; count the excess of a
+                    // lap during which other tasks ran.
+                    if lap > 2 * b {
+                        busy_ns.set(busy_ns.get() + (lap - b));
+                    }
                 }
             });
         }
-        let t0 = Instant::now();
-        let c0 = count.get();
         tokio::time::sleep(calib).await;
-        let idle_rate = (count.get() - c0) as f64 / t0.elapsed().as_secs_f64();
-        Spinner { stop, count, idle_rate }
+        calibrating.set(false);
+        Spinner { stop, busy_ns }
     }
     pub fn mark(&self) -> (Instant, u64) {
-        (Instant::now(), self.count.get())
+        (Instant::now(), self.busy_ns.get())
     }
     /// Estimated busy % of the load generator since `mark`.
     pub fn busy_since(&self, m: (Instant, u64)) -> Option<f64> {
-        let el = m.0.elapsed().as_secs_f64();
-        if el <= 0.0 || self.idle_rate <= 0.0 {
+        let el = m.0.elapsed().as_nanos() as f64;
+        if el <= 0.0 {
             return None;
         }
-        let rate = (self.count.get() - m.1) as f64 / el;
-        Some(((1.0 - rate / self.idle_rate) * 100.0).clamp(0.0, 100.0))
+        let busy = (self.busy_ns.get() - m.1) as f64;
+        Some((busy / el * 100.0).clamp(0.0, 100.0))
     }
     pub fn stop(&self) {
         self.stop.set(true);
@@ -336,7 +362,7 @@ pub fn new_hist() -> Histogram<u64> {
 
 pub fn hist_json(o: &mut Json, prefix: &str, h: &Histogram<u64>) {
     let us = |v: u64| v as f64 / 1000.0;
-    if h.len() == 0 {
+    if h.is_empty() {
         o.null(&format!("{prefix}_p50_us"));
         o.null(&format!("{prefix}_p99_us"));
         return;
@@ -451,10 +477,10 @@ pub fn raise_nofile() -> u64 {
             if r.rlim_cur < r.rlim_max {
                 let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                    return r.rlim_max as u64;
+                    return r.rlim_max;
                 }
             }
-            return r.rlim_cur as u64;
+            return r.rlim_cur;
         }
     }
     0
