@@ -79,3 +79,19 @@ test('except accepts a connection object; stats count a room shared by two serve
   assert.deepEqual(await a.got.texts(1), ['all']);
   assert.throws(() => router.room('shared').broadcast('x', { except: 42 }), { name: 'TypeError' });
 });
+
+test("paths that differ only by empty segments are one route: handlers add up", async (t) => {
+  const router = new Router();
+  const ran = [];
+  router.ws('/a/b', (ws) => ran.push('first'));
+  router.ws('/a//b/', (ws) => {
+    ran.push('second');
+    ws.send('done');
+  });
+  const { url } = await listen(router, t);
+  const { got } = await connectWithInbox(`${url}/a/b`, t);
+  assert.deepEqual(await got.texts(1), ['done']);
+  assert.deepEqual(ran, ['first', 'second']);
+  assert.equal(router.to('/a/b/').getConnections().length, 1);
+  assert.throws(() => router.ws('/a/\ud800', () => {}), { name: 'TypeError', message: /"path"/ });
+});

@@ -219,7 +219,10 @@ async function main() {
       `| ${r.phase} | ${mb(r.peak.rss)} MB | ${mb(r.after.rss)} MB | ${delta >= 0 ? '+' : ''}${mb(delta)} MB | ${r.after.pending - 1} (peak ${r.peak.pending - 1}) | ${r.rtt.toFixed(1)} ms | ${r.extra} |`
     );
   }
-  console.log(`\n(pendingConnections counts the echo client's connection; the table shows it minus that one.)`);
+  console.log(`\n(pendingConnections counts the echo client's connection; the table shows it minus that one.`);
+  console.log(`The echo client runs in the driver process next to the hostile clients, so its round trips`);
+  console.log(`include the driver's own delays. The flooding route has a 'ping' listener, so every ping`);
+  console.log(`read is also an event for JS. RSS "after" is taken once the server is idle again.)`);
   if (stderr) console.log(`\nserver stderr:\n${stderr}`);
   else console.log('server stderr: empty (no panic, no error)');
 }

@@ -54,7 +54,11 @@ function show(value) {
     const json = JSON.stringify(value);
     return json === undefined ? String(value) : json.length > 60 ? `${json.slice(0, 57)}...` : json;
   } catch {
-    return Object.prototype.toString.call(value);
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return 'a value that cannot be shown';
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 'use strict';
 
-const { validateFunction, validateRoutePath, typeError } = require('./validation');
+const { validateFunction, validateRoutePath, normalizeRoutePath, typeError } = require('./validation');
 const { WebSocketRouter } = require('./ws-router');
 const { DEFAULTS, validateWebSocketOptions } = require('./options');
 const { MessageQueue } = require('./queue');
@@ -81,11 +81,13 @@ class Router {
     validateRoutePath(path, 'path');
     if (handlers.length === 0) throw typeError('handler', 'of type function', undefined);
     handlers.forEach((h, i) => validateFunction(h, `handlers[${i}]`));
-    let entry = this._routes.get(path);
+    // '/a/b' and '/a/b/' are one route: their handlers add up.
+    const key = normalizeRoutePath(path);
+    let entry = this._routes.get(key);
     if (entry === undefined) {
       entry = { pattern: path, handlers: [] };
       for (const server of this._servers) server._addRoute(entry);
-      this._routes.set(path, entry);
+      this._routes.set(key, entry);
     }
     entry.handlers.push(...handlers);
     return this;

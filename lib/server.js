@@ -9,7 +9,7 @@ const { WebSocketConnection } = require('./connection');
 const { runHandlers } = require('./dispatch');
 const { Router } = require('./router');
 const { WS_STATES } = require('./constants');
-const { typeError, rangeError, isValidCloseCode } = require('./validation');
+const { typeError, rangeError, isValidCloseCode, normalizeRoutePath } = require('./validation');
 const { show } = require('./options');
 
 const { OPEN, CLOSED } = WS_STATES;
@@ -255,7 +255,7 @@ class Server extends EventEmitter {
   _addRoute(entry) {
     const id = this._native.addRoute(entry.pattern);
     this._routesById[id] = entry;
-    this._routeIds.set(entry.pattern, id);
+    this._routeIds.set(normalizeRoutePath(entry.pattern), id);
   }
 
   /** Appends the ws objects of engine ids to `out`. */

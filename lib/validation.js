@@ -35,6 +35,7 @@ function validateRoutePath(value, name) {
   validateString(value, name);
   let why = null;
   if (value[0] !== '/') why = 'must start with "/"';
+  else if (LONE_SURROGATE.test(value)) why = 'must be well-formed Unicode';
   else {
     const segments = value.split('/').filter(Boolean);
     if (segments.some((s) => s === ':')) why = 'has a parameter segment without a name';
@@ -144,17 +145,26 @@ function isArrayBuffer(v) {
   return v instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer);
 }
 
+// A lone surrogate (not well-formed UTF-16); String.prototype.isWellFormed needs Node 20.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function validateRoomName(value, name) {
   validateString(value, name);
   // Lone surrogates would become U+FFFD in the engine: two such names would be one room.
-  if (value.length === 0 || !value.isWellFormed()) {
+  if (value.length === 0 || LONE_SURROGATE.test(value)) {
     const err = new TypeError(`The "${name}" argument must be a non-empty, well-formed string`);
     err.code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }
 }
 
+/** The canonical form of a route path: empty segments dropped ('/a//b/' is '/a/b'). */
+function normalizeRoutePath(path) {
+  return '/' + path.split('/').filter(Boolean).join('/');
+}
+
 module.exports = {
+  normalizeRoutePath,
   typeError,
   rangeError,
   validateFunction,

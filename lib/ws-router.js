@@ -5,7 +5,7 @@
 // fan-out itself happens in the engine.
 
 const { WebSocketConnection } = require('./connection');
-const { validateClose, sendOptions, toMessage, typeError, validateFunction, validateRoomName, validateRoutePath } = require('./validation');
+const { normalizeRoutePath, validateClose, sendOptions, toMessage, typeError, validateFunction, validateRoomName, validateRoutePath } = require('./validation');
 
 function broadcastArgs(data, options) {
   if (options !== undefined && (options === null || typeof options !== 'object')) {
@@ -151,7 +151,7 @@ class RouteGroup {
   broadcast(data, options) {
     const { payload, binary, except } = broadcastArgs(data, options);
     for (const server of this._router._servers) {
-      const id = server._routeIds.get(this.pattern);
+      const id = server._routeIds.get(normalizeRoutePath(this.pattern));
       if (id !== undefined) server._native.broadcast(undefined, id, payload, binary, exceptIds(server, except));
     }
   }
@@ -159,7 +159,7 @@ class RouteGroup {
   getConnections() {
     const out = [];
     for (const server of this._router._servers) {
-      const id = server._routeIds.get(this.pattern);
+      const id = server._routeIds.get(normalizeRoutePath(this.pattern));
       if (id !== undefined) server._collect(server._native.members(undefined, id), out);
     }
     return out;

@@ -50,7 +50,7 @@ pub enum Event {
 
 impl Event {
     /// Bytes this event holds, for the queue's budget.
-    fn weight(&self) -> usize {
+    pub fn weight(&self) -> usize {
         64 + match self {
             Event::Text(_, s) => s.len(),
             Event::Binary(_, b) | Event::Ping(_, b) | Event::Pong(_, b) => b.len(),
@@ -64,6 +64,19 @@ impl Event {
 
 /// Bytes of undelivered events above which connections stop reading.
 pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
+/// Bytes of one connection's undelivered events above which that connection stops reading,
+/// so that one busy peer cannot fill the queue ahead of everyone else.
+pub const CONNECTION_QUEUE_BUDGET: usize = 1024 * 1024;
+
+impl Event {
+    /// The connection a message-like event belongs to (the ones counted per connection).
+    pub fn message_conn(&self) -> Option<ConnId> {
+        match self {
+            Event::Text(c, _) | Event::Binary(c, _) | Event::Ping(c, _) | Event::Pong(c, _) => Some(*c),
+            _ => None,
+        }
+    }
+}
 
 pub struct Events {
     tx: Sender<Event>,

@@ -214,10 +214,18 @@ impl NativeServer {
         let mut i = 0u32;
         let mut failure = None;
         let hub = &self.hub;
+        // Bytes of message events taken per connection, settled once per connection below.
+        let mut taken: Vec<(ConnId, usize)> = Vec::new();
         hub.events.drain(MAX_EVENTS_PER_DRAIN, |ev| {
             if let crate::event::Event::Close(id, ..) = ev {
                 // JS learns of the close in this batch: the hub forgets it now, in step.
                 hub.forget(id);
+            }
+            if let Some(id) = ev.message_conn() {
+                match taken.last_mut() {
+                    Some((last, w)) if *last == id => *w += ev.weight(),
+                    _ => taken.push((id, ev.weight())),
+                }
             }
             if failure.is_none() {
                 if let Err(e) = convert::event(env, &mut out, &mut i, ev) {
@@ -225,6 +233,19 @@ impl NativeServer {
                 }
             }
         });
+        taken.sort_unstable_by_key(|(id, _)| *id);
+        let mut i = 0;
+        while i < taken.len() {
+            let (id, mut w) = taken[i];
+            i += 1;
+            while i < taken.len() && taken[i].0 == id {
+                w += taken[i].1;
+                i += 1;
+            }
+            if let Some(conn) = hub.get(id) {
+                conn.delivered(w);
+            }
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(out),

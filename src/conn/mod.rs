@@ -12,7 +12,7 @@ pub mod tls;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -202,11 +202,14 @@ pub struct Conn {
     /// JS listens for `ping` events on this connection; otherwise pings are answered here
     /// and cost JS nothing (a ping flood cannot crowd out other connections' events).
     pub ping_events: AtomicBool,
+    /// Bytes of this connection's events waiting for JS; above `CONNECTION_QUEUE_BUDGET` the
+    /// task stops reading until JS has taken them (per-connection fairness).
+    pub undelivered: AtomicUsize,
 }
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -310,6 +313,14 @@ impl Conn {
         self.terminate.store(true, Ordering::Release);
         self.outbox().kill();
         self.wake.notify_one();
+    }
+
+    /// JS took `bytes` of this connection's events: wake the task if that lets it read again.
+    pub fn delivered(&self, bytes: usize) {
+        let before = self.undelivered.fetch_sub(bytes, Ordering::AcqRel);
+        if before > crate::event::CONNECTION_QUEUE_BUDGET && before - bytes <= crate::event::CONNECTION_QUEUE_BUDGET {
+            self.wake.notify_one();
+        }
     }
 
     pub fn is_terminated(&self) -> bool {

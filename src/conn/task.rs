@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::{tls, Conn, Outbox};
 use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
-use crate::event::Event;
+use crate::event::{Event, CONNECTION_QUEUE_BUDGET};
 use crate::hub::Hub;
 use crate::protocol::close::{self, CloseError};
 use crate::protocol::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
@@ -55,11 +55,14 @@ struct Task {
     heartbeat_expired: bool,
     /// Rate limit window: its start and the messages counted in it.
     window: (Instant, u64),
+    /// The last read filled the buffer: more is waiting, and other connections get a turn
+    /// before this one reads again.
+    busy: bool,
 }
 
 /// Runs a connection to its end. `early` holds bytes read together with the handshake.
 pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0) };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false };
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -117,7 +120,8 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         let may_read = matches!(t.state, State::Open | State::Closing);
         // A peer whose queue is over the limit is not read from until it drains: whatever it
         // sends (pings, requests) would only add to what it does not take.
-        let read = may_read && !over_limit && !hub.events.is_full();
+        let behind = conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+        let read = may_read && !over_limit && !behind && !hub.events.is_full();
         let interest = match (read, want_write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -144,7 +148,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                     Err(_) => t.state = State::Lost,
                 }
             }
-            _ = hub.events.wait_for_space(), if may_read && !read && !over_limit => {}
+            _ = hub.events.wait_for_space(), if may_read && !read && !over_limit && !behind => {}
             _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| d <= now) {
@@ -155,6 +159,13 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                     next_ping = t.ping();
                 }
             }
+        }
+        if std::mem::take(&mut t.busy) {
+            tokio::task::yield_now().await;
+        } else {
+            // Every turn counts against the scheduler's budget, whichever arm woke it, so a
+            // connection that always has input cannot keep its worker from the others.
+            tokio::task::consume_budget().await;
         }
     }
 
@@ -212,6 +223,7 @@ impl Task {
                     }
                     Ok(n) => {
                         self.unanswered = None;
+                        self.busy = n == buf.len();
                         self.input(&mut buf[..n]);
                         if !matches!(self.state, State::Open | State::Closing) || n < buf.len() || self.hub.events.is_full() {
                             return;
@@ -250,6 +262,7 @@ impl Task {
                 };
                 if n > 0 {
                     self.unanswered = None;
+                    self.busy = n == buf.len();
                     self.input(&mut buf[..n]);
                 }
                 if closed {
@@ -293,10 +306,14 @@ impl Task {
             }
         };
         let mut pongs = false;
+        let emit = |ev: Event| {
+            conn.undelivered.fetch_add(ev.weight(), std::sync::atomic::Ordering::AcqRel);
+            hub.events.push(ev);
+        };
         let res = reader.feed(data, &mut |item| match item {
             Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
-            Item::Text(s) if deliver => hub.events.push(Event::Text(id, s.to_owned())),
-            Item::Binary(b) if deliver => hub.events.push(Event::Binary(id, b.to_vec())),
+            Item::Text(s) if deliver => emit(Event::Text(id, s.to_owned())),
+            Item::Binary(b) if deliver => emit(Event::Binary(id, b.to_vec())),
             Item::Text(_) | Item::Binary(_) => {}
             Item::Ping(p) => {
                 // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2):
@@ -304,12 +321,12 @@ impl Task {
                 // pongs it held.
                 pongs |= conn.queue(OP_PONG, p);
                 if deliver && conn.ping_events.load(std::sync::atomic::Ordering::Relaxed) {
-                    hub.events.push(Event::Ping(id, p.to_vec()));
+                    emit(Event::Ping(id, p.to_vec()));
                 }
             }
             Item::Pong(p) => {
                 if deliver && p != HEARTBEAT_PING {
-                    hub.events.push(Event::Pong(id, p.to_vec()));
+                    emit(Event::Pong(id, p.to_vec()));
                 }
             }
             Item::Close(code, reason) => {
