@@ -13,7 +13,7 @@ use napi_derive::napi;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::{Conn, ConnId};
+use crate::conn::{Conn, ConnId, Sent};
 use crate::hub::fanout::Job;
 use crate::hub::Target;
 use crate::error::Error as CoreError;
@@ -424,34 +424,34 @@ impl NativeServer {
     /// a `drain` event follows once the queue is back under the limit.
     fn send(&mut self, id: f64, opcode: u8, payload: &[u8]) -> bool {
         let Some(conn) = self.hub.get(conn_id(id)) else { return false };
-        if !self.hub.fanout.is_busy() {
-            if self.corked {
-                if !conn.outbox().is_open() {
-                    return false;
-                }
-                if conn.queue(opcode, payload) {
-                    self.dirty.push(conn.clone());
-                }
-            } else if !conn.send(opcode, payload) {
-                return false;
-            }
-        } else {
-            if !conn.outbox().is_open() {
-                return false;
-            }
-            let Ok(rt) = runtime() else { return false };
-            let _rt = rt.enter();
-            self.hub.fanout.submit(Job::Frame { conn: conn.clone(), opcode, payload: Bytes::copy_from_slice(payload) });
-        }
         let limit = self.hub.config.max_backpressure();
-        // Deferred frames are not in the outbox yet: count them too.
-        let pending = if self.hub.fanout.is_busy() { payload.len() } else { 0 };
+        if !self.hub.fanout.is_busy() {
+            // One lock: queue, and learn whether a write must start and the limit is passed.
+            return match conn.queue_within(opcode, payload, limit, !self.corked) {
+                Sent::Closed => false,
+                Sent::Queued { start_write, over_limit } => {
+                    // Corked: the write starts when the batch ends (uncork).
+                    if start_write {
+                        self.dirty.push(conn);
+                    }
+                    !over_limit
+                }
+            };
+        }
         let mut out = conn.outbox();
-        if out.buffered() + pending > limit {
-            out.want_drain(limit);
+        if !out.is_open() {
             return false;
         }
-        true
+        // Deferred frames are not in the outbox yet: count this one too.
+        let over_limit = out.buffered() + payload.len() > limit;
+        if over_limit {
+            out.want_drain(limit);
+        }
+        drop(out);
+        let Ok(rt) = runtime() else { return false };
+        let _rt = rt.enter();
+        self.hub.fanout.submit(Job::Frame { conn, opcode, payload: Bytes::copy_from_slice(payload) });
+        !over_limit
     }
 }
 

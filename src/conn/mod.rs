@@ -175,6 +175,14 @@ impl Outbox {
     }
 }
 
+/// What became of a frame JS sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The connection is closing or gone: nothing was queued.
+    Closed,
+    Queued { start_write: bool, over_limit: bool },
+}
+
 /// What became of a frame offered to a connection's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
@@ -229,16 +237,6 @@ impl Conn {
         true
     }
 
-    /// Queues a shared, already encoded frame and writes what the socket takes now.
-    pub fn send_shared(&self, frame: Bytes) -> bool {
-        let mut out = self.outbox();
-        if !out.push_shared(frame) {
-            return false;
-        }
-        self.flush_locked(&mut out, false);
-        true
-    }
-
     /// Queues a frame without writing; true if the caller must `flush` (nothing was queued
     /// before, so no write is under way).
     pub fn queue(&self, opcode: u8, payload: &[u8]) -> bool {
@@ -247,11 +245,29 @@ impl Conn {
         out.push(opcode, payload) && (idle || opcode == frame::OP_CLOSE)
     }
 
-    /// Like `queue`, for a shared, already encoded frame.
-    pub fn queue_shared(&self, frame: Bytes) -> bool {
+    /// Queues a frame from JS under one lock: whether it was taken, whether the caller must
+    /// start a write (nothing was queued before, or it is a close the task must act on), and
+    /// whether the queue is now over `limit` (then a `drain` is due once it falls back).
+    /// With `write_now`, what the socket takes is written here, before the limit is checked,
+    /// so `over_limit` counts only what the socket did not take.
+    pub fn queue_within(&self, opcode: u8, payload: &[u8], limit: usize, write_now: bool) -> Sent {
         let mut out = self.outbox();
         let idle = out.buffered() == 0;
-        out.push_shared(frame) && idle
+        if !out.push(opcode, payload) {
+            return Sent::Closed;
+        }
+        let mut start_write = idle || opcode == frame::OP_CLOSE;
+        if write_now {
+            // Write what the socket takes now, even behind earlier frames: then the limit
+            // counts only bytes the socket really refused.
+            self.flush_locked(&mut out, opcode == frame::OP_CLOSE);
+            start_write = false;
+        }
+        let over_limit = out.buffered() > limit;
+        if over_limit {
+            out.want_drain(limit);
+        }
+        Sent::Queued { start_write, over_limit }
     }
 
     /// Queues a shared frame unless more than `limit` bytes are already waiting.

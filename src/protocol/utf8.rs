@@ -2,14 +2,18 @@
 //! fails the connection as soon as it is seen (RFC 6455 §8.1) while a code point split across
 //! fragments stays valid.
 
+/// A byte sequence that is not UTF-8 and cannot become UTF-8 with more input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidUtf8;
+
 /// Validates `buf[from..]` and returns the new number of validated bytes: everything up to a
 /// trailing incomplete sequence, which the next call re-examines. `Err` on an invalid byte.
-pub fn validate_from(buf: &[u8], from: usize) -> Result<usize, ()> {
+pub fn validate_from(buf: &[u8], from: usize) -> Result<usize, InvalidUtf8> {
     match std::str::from_utf8(&buf[from..]) {
         Ok(_) => Ok(buf.len()),
         // error_len() == None: the input ends inside a sequence that may still complete.
         Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
-        Err(_) => Err(()),
+        Err(_) => Err(InvalidUtf8),
     }
 }
 
