@@ -67,20 +67,24 @@ class WebSocketConnection extends EventEmitter {
    * Returns false when the connection is not open.
    */
   send(data, options) {
+    if (typeof data === 'string' && options === undefined) {
+      // The common case, without the general path's checks and allocations.
+      return this.readyState === OPEN && this._server._sendText(this._nid, data);
+    }
     const [payload, binary] = toMessage(data, sendOptions(options), 'data');
     if (this.readyState !== OPEN) return false;
-    const native = this._server._native;
+    const server = this._server;
     if (typeof payload === 'string') {
-      return binary ? native.sendBinary(this._nid, Buffer.from(payload)) : native.sendText(this._nid, payload);
+      return binary ? server._sendBinary(this._nid, Buffer.from(payload)) : server._sendText(this._nid, payload);
     }
-    return native.sendBinary(this._nid, payload);
+    return server._sendBinary(this._nid, payload);
   }
 
   /** Sends `data` as a binary message. */
   sendBinary(data) {
     const bytes = typeof data === 'string' ? Buffer.from(data) : toBytes(data, 'data');
     if (this.readyState !== OPEN) return false;
-    return this._server._native.sendBinary(this._nid, bytes);
+    return this._server._sendBinary(this._nid, bytes);
   }
 
   /** Sends a ping with optional data (at most 125 bytes). */

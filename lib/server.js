@@ -14,7 +14,7 @@ const { show } = require('./options');
 
 const { OPEN, CLOSED } = WS_STATES;
 
-// Event kinds in a drained batch (src/bridge/convert.rs).
+// Record kinds and flags of the event arena (src/event.rs).
 const EV_OPEN = 0;
 const EV_TEXT = 1;
 const EV_BINARY = 2;
@@ -24,6 +24,11 @@ const EV_CLOSE = 5;
 const EV_DRAIN = 6;
 const EV_VERIFY = 7;
 const EV_IDLE = 8;
+const FLAG_BESIDE = 1;
+const FLAG_ASCII = 2;
+// The engine copies a batch of event records into this buffer, which JS reads in place. It
+// must hold the largest record (a 64 KiB payload and its header).
+const ARENA_BYTES = 256 * 1024;
 
 /**
  * A WebSocket server: behaves like Node's `http.Server` for listening and closing, while the
@@ -46,6 +51,13 @@ class Server extends EventEmitter {
     this._router = router;
     this._onEventsBound = () => this._onEvents();
     this._native = new NativeServer(this._onEventsBound);
+    // The per-message sends, as plain functions (cheaper to call than methods).
+    const fast = this._native.fastPath();
+    this._sendText = fast.sendText;
+    this._sendBinary = fast.sendBinary;
+    this._arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
+    this._arenaU32 = new Uint32Array(this._arena.buffer, 0, ARENA_BYTES >> 2);
+    this._arenaF64 = new Float64Array(this._arena.buffer, 0, ARENA_BYTES >> 3);
     if (tls !== null) {
       try {
         this._native.setTls(tls.key, tls.cert);
@@ -274,7 +286,7 @@ class Server extends EventEmitter {
   _onEvents() {
     let batch;
     try {
-      batch = this._native.drain();
+      batch = this._native.drain(this._arena);
     } catch (err) {
       if (this._native.uncork()) setImmediate(this._onEventsBound);
       process.emitWarning(`velocy: could not read engine events: ${err.message}`);
@@ -297,33 +309,52 @@ class Server extends EventEmitter {
     }
   }
 
+  /**
+   * Handles one drained batch: `filled` bytes of records in the arena, or `[filled, ...]`
+   * followed by the values of the records whose data travels beside the arena, in order.
+   */
   _dispatch(batch) {
-    for (let i = 0; i < batch.length; ) {
-      const kind = batch[i];
-      const nid = batch[i + 1];
-      if (kind === EV_OPEN) {
-        this._onOpen(nid, batch[i + 2]);
-        i += 3;
+    let filled = batch;
+    let beside = null;
+    let b = 1;
+    if (typeof batch !== 'number') {
+      filled = batch[0];
+      beside = batch;
+    }
+    const arena = this._arena;
+    const u32 = this._arenaU32;
+    const f64 = this._arenaF64;
+    for (let at = 0; at < filled; ) {
+      const word = u32[at >> 2];
+      const len = u32[(at >> 2) + 1];
+      const nid = f64[(at >> 3) + 1];
+      const start = at + 16;
+      at = start + ((len + 7) & ~7);
+      const kind = word & 0xff;
+      const flags = (word >> 8) & 0xff;
+      if (kind === EV_TEXT || kind === EV_BINARY) {
+        let data;
+        if (flags & FLAG_BESIDE) data = beside[b++];
+        else if (kind === EV_BINARY) data = copyOut(arena, start, len);
+        else if (flags & FLAG_ASCII) data = arena.latin1Slice(start, start + len);
+        else data = arena.utf8Slice(start, start + len);
+        const ws = this._conns.get(nid);
+        if (ws !== undefined) this._deliver(ws, 'message', data, kind === EV_BINARY);
+      } else if (kind === EV_OPEN) {
+        this._onOpen(nid, beside[b++]);
+      } else if (kind === EV_CLOSE) {
+        this._onClose(nid, word >>> 16, arena.utf8Slice(start, start + len));
+      } else if (kind === EV_VERIFY) {
+        this._verify(nid, beside[b], beside[b + 1]);
+        b += 2;
       } else if (kind === EV_IDLE) {
         this._emitCloseIfDrained();
-        i += 3;
-      } else if (kind === EV_VERIFY) {
-        this._verify(nid, batch[i + 2], batch[i + 3]);
-        i += 4;
-      } else if (kind === EV_CLOSE) {
-        this._onClose(nid, batch[i + 2], batch[i + 3]);
-        i += 4;
       } else {
         const ws = this._conns.get(nid);
-        if (ws !== undefined) {
-          const data = batch[i + 2];
-          if (kind === EV_TEXT) this._deliver(ws, 'message', data, false);
-          else if (kind === EV_BINARY) this._deliver(ws, 'message', data, true);
-          else if (kind === EV_PING) this._deliver(ws, 'ping', data);
-          else if (kind === EV_PONG) this._deliver(ws, 'pong', data);
-          else if (kind === EV_DRAIN) this._deliver(ws, 'drain');
-        }
-        i += 3;
+        if (ws === undefined) continue;
+        if (kind === EV_PING) this._deliver(ws, 'ping', copyOut(arena, start, len));
+        else if (kind === EV_PONG) this._deliver(ws, 'pong', copyOut(arena, start, len));
+        else if (kind === EV_DRAIN) this._deliver(ws, 'drain');
       }
     }
   }
@@ -431,8 +462,8 @@ class Server extends EventEmitter {
     const queued = queue === null ? null : queue.take(id);
     if (queued !== null) {
       for (const m of queued) {
-        if (typeof m.payload === 'string' && !m.binary) this._native.sendText(ws._nid, m.payload);
-        else this._native.sendBinary(ws._nid, typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload);
+        if (typeof m.payload === 'string' && !m.binary) this._sendText(ws._nid, m.payload);
+        else this._sendBinary(ws._nid, typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload);
       }
     }
   }
@@ -511,6 +542,14 @@ class Server extends EventEmitter {
     }
     console.error(`velocy: unhandled error in WebSocket route ${context ? context.route : '?'}:`, err);
   }
+}
+
+/** A copy of `len` bytes of the arena from `start`: the arena is reused by the next batch. */
+function copyOut(arena, start, len) {
+  if (len === 0) return Buffer.alloc(0);
+  const out = Buffer.allocUnsafe(len);
+  arena.copy(out, 0, start, start + len);
+  return out;
 }
 
 function buildRequest(info, entry) {

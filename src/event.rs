@@ -1,15 +1,29 @@
-//! Events from connections to the JS thread, and the queue that carries them in batches.
+//! Events from connections to the JS thread, and the log that carries them in batches.
 //!
-//! Producers (connection tasks) push without blocking; the first push into an idle queue asks
-//! the bridge to wake JS once, and JS then drains everything queued in one go. Per-connection
-//! order is the push order. The bytes waiting here are counted so that readers can stop
-//! reading (TCP backpressure) while JS is behind, instead of buffering without limit.
+//! Producers (connection tasks) append records to one byte log: a message costs a copy into
+//! the log, no allocation of its own. The first record into an idle log asks the bridge to
+//! wake JS once; JS then takes the whole log in one swap and reads it in place (see
+//! `bridge::drain`). Events that carry structured data (a new connection's request) or a
+//! payload too large to copy twice travel beside the log as `Event`s, in order, with a
+//! record that marks their place. Per-connection order is the push order. The bytes waiting
+//! are counted so that readers can stop reading (TCP backpressure) while JS is behind,
+//! instead of buffering without limit.
+//!
+//! Record layout (all little-endian, every record 8-byte aligned; kept in step with
+//! `lib/server.js`):
+//!
+//! ```text
+//! u32  kind | flags << 8 | close code << 16
+//! u32  payload length (0 for a record whose data travels beside the log)
+//! f64  connection id (or ticket)
+//! [u8] payload, padded to a multiple of 8
+//! ```
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Notify;
 
 use crate::conn::ConnId;
@@ -29,36 +43,87 @@ pub struct OpenInfo {
     pub protocol: Option<String>,
 }
 
+/// Record kinds.
+pub mod kind {
+    /// beside: the request (`OpenInfo`)
+    pub const OPEN: u8 = 0;
+    /// payload: UTF-8 text (flag `ASCII` when it is all ASCII); beside when large
+    pub const TEXT: u8 = 1;
+    /// payload: bytes; beside when large
+    pub const BINARY: u8 = 2;
+    pub const PING: u8 = 3;
+    pub const PONG: u8 = 4;
+    /// payload: the reason; the code in the high 16 bits of the first word
+    pub const CLOSE: u8 = 5;
+    pub const DRAIN: u8 = 6;
+    /// beside: the request and the offered subprotocols; the id is the ticket to answer
+    pub const VERIFY: u8 = 7;
+    /// the id is 0
+    pub const IDLE: u8 = 8;
+}
+
+/// Record flags.
+pub mod flag {
+    /// The data travels beside the log.
+    pub const BESIDE: u8 = 1;
+    /// A text payload that is all ASCII (JS can decode it as Latin-1, which is cheaper).
+    pub const ASCII: u8 = 2;
+}
+
+pub const HEADER: usize = 16;
+/// Payloads larger than this travel beside the log (owned, handed to JS without a copy).
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// Bytes a record takes in the log.
+pub fn record_len(payload: usize) -> usize {
+    HEADER + ((payload + 7) & !7)
+}
+
+/// Bytes a text or binary message of `len` bytes counts for in the budgets.
+pub fn message_weight(len: usize) -> usize {
+    if len > INLINE_MAX {
+        HEADER + len
+    } else {
+        record_len(len)
+    }
+}
+
+/// Events that travel beside the log.
 #[derive(Debug)]
 pub enum Event {
     /// A handshake waits for JS to accept it (verifyClient) and choose a subprotocol: the
     /// request (its `conn` is the ticket to answer with) and the offered subprotocols.
     Verify(Box<OpenInfo>, Vec<String>),
     Open(Box<OpenInfo>),
+    /// A text message larger than `INLINE_MAX`.
     Text(ConnId, String),
+    /// A binary message larger than `INLINE_MAX`.
     Binary(ConnId, Vec<u8>),
-    Ping(ConnId, Vec<u8>),
-    Pong(ConnId, Vec<u8>),
-    /// The connection is gone: the close code and reason it ended with. Always the last
-    /// event of a connection, sent exactly once.
-    Close(ConnId, u16, String),
-    /// The connection's send buffer fell below the backpressure limit again.
-    Drain(ConnId),
     /// The last handshake in progress ended while the server was not accepting.
     Idle,
 }
 
 impl Event {
-    /// Bytes this event holds, for the queue's budget.
-    pub fn weight(&self) -> usize {
-        64 + match self {
-            Event::Text(_, s) => s.len(),
-            Event::Binary(_, b) | Event::Ping(_, b) | Event::Pong(_, b) => b.len(),
-            Event::Close(_, _, r) => r.len(),
-            Event::Open(_) => 512,
-            Event::Verify(_, p) => 512 + p.iter().map(String::len).sum::<usize>(),
-            Event::Drain(_) | Event::Idle => 0,
+    fn kind_and_id(&self) -> (u8, u64) {
+        match self {
+            Event::Verify(info, _) => (kind::VERIFY, info.conn.0),
+            Event::Open(info) => (kind::OPEN, info.conn.0),
+            Event::Text(c, _) => (kind::TEXT, c.0),
+            Event::Binary(c, _) => (kind::BINARY, c.0),
+            Event::Idle => (kind::IDLE, 0),
         }
+    }
+
+    /// Bytes this event holds, for the budget (its record included).
+    pub fn weight(&self) -> usize {
+        HEADER
+            + match self {
+                Event::Text(_, s) => s.len(),
+                Event::Binary(_, b) => b.len(),
+                Event::Open(_) => 512,
+                Event::Verify(_, p) => 512 + p.iter().map(String::len).sum::<usize>(),
+                Event::Idle => 0,
+            }
     }
 }
 
@@ -68,20 +133,59 @@ pub const DEFAULT_QUEUE_BUDGET: usize = 64 * 1024 * 1024;
 /// so that one busy peer cannot fill the queue ahead of everyone else.
 pub const CONNECTION_QUEUE_BUDGET: usize = 1024 * 1024;
 
-impl Event {
-    /// The connection a message-like event belongs to (the ones counted per connection).
-    pub fn message_conn(&self) -> Option<ConnId> {
-        match self {
-            Event::Text(c, _) | Event::Binary(c, _) | Event::Ping(c, _) | Event::Pong(c, _) => Some(*c),
-            _ => None,
-        }
+/// Records and the events beside them, in order.
+#[derive(Default)]
+pub struct Log {
+    pub bytes: Vec<u8>,
+    pub beside: VecDeque<Event>,
+}
+
+impl Log {
+    fn append(&mut self, word: u32, id: u64, payload: &[u8]) {
+        let at = self.bytes.len();
+        self.bytes.resize(at + record_len(payload.len()), 0);
+        let rec = &mut self.bytes[at..];
+        rec[0..4].copy_from_slice(&word.to_le_bytes());
+        rec[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec[8..16].copy_from_slice(&(id as f64).to_le_bytes());
+        rec[HEADER..HEADER + payload.len()].copy_from_slice(payload);
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.beside.clear();
     }
 }
 
+/// One record as the consumer reads it.
+pub struct Record<'a> {
+    pub kind: u8,
+    pub flags: u8,
+    pub id: ConnId,
+    /// The record as stored (header and padded payload), to copy to JS as is.
+    pub raw: &'a [u8],
+    pub payload_len: usize,
+}
+
+impl Record<'_> {
+    /// Bytes it was counted for (see `Events::push_record`).
+    pub fn weight(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+/// Reads the record at `at` of a log written by `Log::append`.
+pub fn record_at(bytes: &[u8], at: usize) -> Record<'_> {
+    let word = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default()) as usize;
+    let id = f64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap_or_default());
+    Record { kind: word as u8, flags: (word >> 8) as u8, id: ConnId(id as u64), raw: &bytes[at..at + record_len(len)], payload_len: len }
+}
+
 pub struct Events {
-    tx: Sender<Event>,
-    rx: Receiver<Event>,
+    log: Mutex<Log>,
     scheduled: AtomicBool,
+    /// Bytes of records not yet handed to JS (in the log or in the consumer's batch).
     pending: AtomicUsize,
     budget: usize,
     /// Signalled when JS has drained the queue below its budget.
@@ -91,10 +195,8 @@ pub struct Events {
 
 impl Events {
     pub fn new(budget: usize) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Self {
-            tx,
-            rx,
+            log: Mutex::new(Log::default()),
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             budget,
@@ -108,11 +210,57 @@ impl Events {
         let _ = self.wake.set(wake);
     }
 
-    pub fn push(&self, ev: Event) {
-        self.pending.fetch_add(ev.weight(), Ordering::Relaxed);
-        // The receiver lives as long as `self`, so sending cannot fail.
-        let _ = self.tx.send(ev);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record with `payload` copied into the log. Returns the bytes it counts for.
+    pub fn push_record(&self, kind: u8, flags: u8, code: u16, id: ConnId, payload: &[u8]) -> usize {
+        debug_assert!(payload.len() <= INLINE_MAX);
+        let weight = record_len(payload.len());
+        let word = kind as u32 | (flags as u32) << 8 | (code as u32) << 16;
+        self.lock().append(word, id.0, payload);
+        self.pending.fetch_add(weight, Ordering::Relaxed);
         self.schedule();
+        weight
+    }
+
+    /// Appends a text message. Returns the bytes it counts for.
+    pub fn push_text(&self, id: ConnId, text: &str) -> usize {
+        if text.len() > INLINE_MAX {
+            return self.push(Event::Text(id, text.to_owned()));
+        }
+        let flags = if text.is_ascii() { flag::ASCII } else { 0 };
+        self.push_record(kind::TEXT, flags, 0, id, text.as_bytes())
+    }
+
+    /// Appends a binary message. Returns the bytes it counts for.
+    pub fn push_binary(&self, id: ConnId, data: &[u8]) -> usize {
+        if data.len() > INLINE_MAX {
+            return self.push(Event::Binary(id, data.to_vec()));
+        }
+        self.push_record(kind::BINARY, 0, 0, id, data)
+    }
+
+    /// Appends the last event of a connection.
+    pub fn push_close(&self, id: ConnId, code: u16, reason: &str) {
+        // A close reason is at most 123 bytes (RFC 6455 §5.5).
+        let reason = &reason.as_bytes()[..reason.len().min(INLINE_MAX)];
+        self.push_record(kind::CLOSE, 0, code, id, reason);
+    }
+
+    /// Appends an event that travels beside the log. Returns the bytes it counts for.
+    pub fn push(&self, ev: Event) -> usize {
+        let weight = ev.weight();
+        let (kind, id) = ev.kind_and_id();
+        {
+            let mut log = self.lock();
+            log.append(kind as u32 | (flag::BESIDE as u32) << 8, id, &[]);
+            log.beside.push_back(ev);
+        }
+        self.pending.fetch_add(weight, Ordering::Relaxed);
+        self.schedule();
+        weight
     }
 
     fn schedule(&self) {
@@ -139,45 +287,31 @@ impl Events {
         }
     }
 
-    /// Takes up to `max` events in order, passing each to `f`. Called on the consumer thread
-    /// once it was woken; `finish` must follow when the consumer is done with the batch.
-    pub fn drain(&self, max: usize, mut f: impl FnMut(Event)) -> usize {
-        let mut n = 0;
-        let mut weight = 0;
-        while n < max {
-            match self.rx.try_recv() {
-                Ok(ev) => {
-                    weight += ev.weight();
-                    n += 1;
-                    f(ev);
-                }
-                Err(_) => break,
-            }
-        }
+    /// Swaps everything logged so far into `batch`, which must have been read to its end
+    /// (its allocations are kept for the producers' next records). Called on the consumer
+    /// thread once it was woken; `finish` must follow when the consumer is done.
+    pub fn take(&self, batch: &mut Log) {
+        batch.clear();
+        std::mem::swap(&mut *self.lock(), batch);
+    }
+
+    /// The consumer handed records worth `weight` bytes to JS.
+    pub fn delivered(&self, weight: usize) {
         let was_full = self.is_full();
         self.pending.fetch_sub(weight, Ordering::Relaxed);
         if was_full && !self.is_full() {
             self.space.notify_waiters();
         }
-        n
     }
 
-    /// Ends a batch. Returns true when events are already waiting: the consumer should come
-    /// back for them after letting its other work run (timers, I/O), rather than be woken
-    /// again at once — one busy server must not starve the rest of the consumer's work.
-    /// Otherwise the next push wakes the consumer.
+    /// Ends a batch. Returns true when events are already waiting (in the log, or in the
+    /// consumer's batch): the consumer should come back for them after letting its other
+    /// work run (timers, I/O), rather than be woken again at once — one busy server must not
+    /// starve the rest of the consumer's work. Otherwise the next push wakes the consumer.
     pub fn finish(&self) -> bool {
         self.scheduled.store(false, Ordering::Release);
         // A push that saw `scheduled` still set did not wake anyone: take over its wake-up.
-        !self.rx.is_empty() && !self.scheduled.swap(true, Ordering::AcqRel)
-    }
-
-    pub fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.pending.load(Ordering::Acquire) > 0 && !self.scheduled.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -185,6 +319,17 @@ impl Events {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    fn records(log: &Log) -> Vec<(u8, u8, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < log.bytes.len() {
+            let r = record_at(&log.bytes, at);
+            out.push((r.kind, r.flags, r.id.0, r.raw[HEADER..HEADER + r.payload_len].to_vec()));
+            at += r.raw.len();
+        }
+        out
+    }
 
     #[test]
     fn one_wake_per_batch_and_order_kept() {
@@ -194,36 +339,46 @@ mod tests {
         events.set_waker(Box::new(move || {
             w.fetch_add(1, Ordering::SeqCst);
         }));
+        let mut total = 0;
         for i in 0..10 {
-            events.push(Event::Text(ConnId(1), i.to_string()));
+            total += events.push_text(ConnId(1), &i.to_string());
         }
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
-        let mut got = Vec::new();
-        events.drain(usize::MAX, |ev| {
-            if let Event::Text(_, s) = ev {
-                got.push(s)
-            }
-        });
-        assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+        let mut batch = Log::default();
+        events.take(&mut batch);
+        let got: Vec<_> = records(&batch).into_iter().map(|(k, f, id, p)| (k, f, id, String::from_utf8(p).unwrap())).collect();
+        assert_eq!(got, (0..10).map(|i| (kind::TEXT, flag::ASCII, 1, i.to_string())).collect::<Vec<_>>());
+        events.delivered(total);
         // Pushed while the batch is being handled: no wake-up, the consumer comes back itself.
-        events.push(Event::Drain(ConnId(1)));
+        let w = events.push_record(kind::DRAIN, 0, 0, ConnId(1), &[]);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
         assert!(events.finish());
-        events.drain(usize::MAX, |_| {});
+        events.take(&mut batch);
+        events.delivered(w);
         assert!(!events.finish());
-        events.push(Event::Drain(ConnId(1)));
+        events.push_close(ConnId(1), 1000, "bye");
         assert_eq!(wakes.load(Ordering::SeqCst), 2);
+        events.take(&mut batch);
+        assert_eq!(records(&batch), vec![(kind::CLOSE, 0, 1, b"bye".to_vec())]);
+        assert_eq!(record_at(&batch.bytes, 0).raw[2..4], 1000u16.to_le_bytes());
     }
 
     #[test]
-    fn partial_drain_leaves_the_rest_and_budget_frees() {
+    fn large_payloads_travel_beside_and_budget_frees() {
         let events = Events::new(100);
-        events.push(Event::Binary(ConnId(1), vec![0; 200]));
-        events.push(Event::Drain(ConnId(1)));
+        let big = vec![7u8; INLINE_MAX + 1];
+        let w = events.push_binary(ConnId(3), &big);
+        let text = "é".repeat(3);
+        let t = events.push_text(ConnId(3), &text);
         assert!(events.is_full());
-        assert_eq!(events.drain(1, |_| {}), 1);
+        let mut batch = Log::default();
+        events.take(&mut batch);
+        assert_eq!(records(&batch), vec![(kind::BINARY, flag::BESIDE, 3, vec![]), (kind::TEXT, 0, 3, text.into_bytes())]);
+        assert!(matches!(batch.beside.front(), Some(Event::Binary(ConnId(3), b)) if b.len() == INLINE_MAX + 1));
+        events.delivered(w);
         assert!(!events.is_full());
-        assert_eq!(events.len(), 1);
         assert!(events.finish(), "the consumer is told to come back for the rest");
+        events.delivered(t);
+        assert!(!events.finish());
     }
 }

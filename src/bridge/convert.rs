@@ -1,91 +1,32 @@
-//! Core values to JS values. Events become a flat array so one batch is one JS array:
-//! `kind, id, ...fields`, with the fields per kind listed on `Kind`.
+//! Core values to JS values: the events that travel beside the event log (`crate::event`),
+//! appended to the array `drain` returns, in record order.
 
 use napi::bindgen_prelude::*;
 
 use crate::event::{Event, OpenInfo};
 
-/// Event kinds as JS sees them (kept in step with `lib/native.js`).
-#[repr(u32)]
-enum Kind {
-    /// `info` object
-    Open = 0,
-    /// `string`
-    Text = 1,
-    /// `Buffer`
-    Binary = 2,
-    /// `Buffer`
-    Ping = 3,
-    /// `Buffer`
-    Pong = 4,
-    /// `code, reason`
-    Close = 5,
-    /// nothing
-    Drain = 6,
-    /// `info` object and `string[]` of offered subprotocols; the id is the ticket to answer
-    Verify = 7,
-    /// nothing; the id is 0
-    Idle = 8,
-}
-
-pub fn event(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
-    let mut put = |out: &mut Array, v: Unknown| -> Result<()> {
+/// Appends the JS values of `ev`: an `info` object for an open; `info` and a `string[]` of
+/// offered subprotocols for a verify; a string or Buffer for a large message; nothing for idle.
+pub fn beside(env: &Env, out: &mut Array, i: &mut u32, ev: Event) -> Result<()> {
+    let mut put = |v: Unknown| -> Result<()> {
         out.set(*i, v)?;
         *i += 1;
         Ok(())
     };
-    let head = |kind: Kind, id: u64| -> Result<(Unknown, Unknown)> {
-        Ok((env.create_uint32(kind as u32)?.to_unknown(), env.create_double(id as f64)?.to_unknown()))
-    };
-    let (k, id, a, b) = match ev {
-        Event::Open(info) => {
-            let (k, id) = head(Kind::Open, info.conn.0)?;
-            (k, id, open_info(env, &info)?, None)
-        }
-        Event::Text(c, s) => {
-            let (k, id) = head(Kind::Text, c.0)?;
-            (k, id, env.create_string(&s)?.to_unknown(), None)
-        }
-        Event::Binary(c, b) => {
-            let (k, id) = head(Kind::Binary, c.0)?;
-            (k, id, buffer(env, b)?, None)
-        }
-        Event::Ping(c, b) => {
-            let (k, id) = head(Kind::Ping, c.0)?;
-            (k, id, buffer(env, b)?, None)
-        }
-        Event::Pong(c, b) => {
-            let (k, id) = head(Kind::Pong, c.0)?;
-            (k, id, buffer(env, b)?, None)
-        }
-        Event::Close(c, code, reason) => {
-            let (k, id) = head(Kind::Close, c.0)?;
-            (k, id, env.create_uint32(code as u32)?.to_unknown(), Some(env.create_string(&reason)?.to_unknown()))
-        }
+    match ev {
+        Event::Open(info) => put(open_info(env, &info)?),
         Event::Verify(info, offered) => {
-            let (k, id) = head(Kind::Verify, info.conn.0)?;
+            put(open_info(env, &info)?)?;
             let mut arr = env.create_array(offered.len() as u32)?;
             for (n, p) in offered.iter().enumerate() {
                 arr.set(n as u32, p.as_str())?;
             }
-            (k, id, open_info(env, &info)?, Some(arr.to_unknown()))
+            put(arr.to_unknown())
         }
-        Event::Idle => {
-            let (k, id) = head(Kind::Idle, 0)?;
-            (k, id, env.create_uint32(0)?.to_unknown(), None)
-        }
-        Event::Drain(c) => {
-            let (k, id) = head(Kind::Drain, c.0)?;
-            (k, id, env.create_uint32(0)?.to_unknown(), None)
-        }
-    };
-    put(out, k)?;
-    put(out, id)?;
-    put(out, a)?;
-    if let Some(b) = b {
-        put(out, b)?;
+        Event::Text(_, s) => put(env.create_string(&s)?.to_unknown()),
+        Event::Binary(_, b) => put(buffer(env, b)?),
+        Event::Idle => Ok(()),
     }
-    Ok(())
 }
 
 fn buffer(env: &Env, data: Vec<u8>) -> Result<Unknown<'_>> {

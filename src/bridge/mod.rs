@@ -3,30 +3,30 @@
 //! in batches: one threadsafe-function wake-up, then `drain()` takes everything queued.
 
 mod convert;
+mod fast;
+mod local;
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
-use crate::conn::{Conn, ConnId, Sent};
-use crate::hub::fanout::Job;
+use crate::conn::{Conn, ConnId};
 use crate::hub::Target;
 use crate::error::Error as CoreError;
 use crate::hub::Hub;
 use crate::protocol::{close, frame};
 use crate::server::{self, Listening};
 
-/// Events handed to JS per `drain()` call at most; more schedule another wake-up.
-const MAX_EVENTS_PER_DRAIN: usize = 4 * 1024;
-
 static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 
-fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     let rt = RUNTIME.get_or_init(|| {
         // One I/O thread per core this process may run on (taskset and cgroups respected).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -59,10 +59,8 @@ pub struct NativeServer {
     hub: Arc<Hub>,
     listening: Option<Listening>,
     waker: Arc<Waker>,
-    /// While JS handles a batch, sends are queued and written together by `uncork`, so the
-    /// replies to a batch leave in one write per connection.
-    corked: bool,
-    dirty: Vec<Arc<Conn>>,
+    /// State only the JS thread touches (shared with the functions of `fast`).
+    local: Rc<RefCell<local::Local>>,
     /// Set for a wss:// server.
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -78,7 +76,8 @@ impl NativeServer {
         hub.events.set_waker(Box::new(move || {
             w.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }));
-        Ok(Self { hub, listening: None, waker, corked: false, dirty: Vec::new(), tls: None })
+        let local = Rc::new(RefCell::new(local::Local::new(hub.clone())));
+        Ok(Self { hub, listening: None, waker, local, tls: None })
     }
 
     /// Keeps the Node event loop alive (true) or not (false) while this server exists.
@@ -206,50 +205,24 @@ impl NativeServer {
         }
     }
 
-    /// Takes the queued events as a flat array (see `convert::event`).
+    /// Copies waiting events into `arena` as records (see `crate::event`). Returns the bytes
+    /// written, or, when events travel beside the records, `[bytes, ...those events]`.
     #[napi(catch_unwind)]
-    pub fn drain<'e>(&mut self, env: &'e Env) -> Result<Array<'e>> {
-        self.corked = true;
-        let mut out = env.create_array(0)?;
-        let mut i = 0u32;
-        let mut failure = None;
-        let hub = &self.hub;
-        // Bytes of message events taken per connection, settled once per connection below.
-        let mut taken: Vec<(ConnId, usize)> = Vec::new();
-        hub.events.drain(MAX_EVENTS_PER_DRAIN, |ev| {
-            if let crate::event::Event::Close(id, ..) = ev {
-                // JS learns of the close in this batch: the hub forgets it now, in step.
-                hub.forget(id);
-            }
-            if let Some(id) = ev.message_conn() {
-                match taken.last_mut() {
-                    Some((last, w)) if *last == id => *w += ev.weight(),
-                    _ => taken.push((id, ev.weight())),
-                }
-            }
-            if failure.is_none() {
-                if let Err(e) = convert::event(env, &mut out, &mut i, ev) {
-                    failure = Some(e);
-                }
-            }
-        });
-        taken.sort_unstable_by_key(|(id, _)| *id);
-        let mut i = 0;
-        while i < taken.len() {
-            let (id, mut w) = taken[i];
-            i += 1;
-            while i < taken.len() && taken[i].0 == id {
-                w += taken[i].1;
-                i += 1;
-            }
-            if let Some(conn) = hub.get(id) {
-                conn.delivered(w);
-            }
+    pub fn drain<'e>(&mut self, env: &'e Env, mut arena: BufferSlice<'e>) -> Result<Either<f64, Array<'e>>> {
+        if arena.len() < crate::event::record_len(crate::event::INLINE_MAX) {
+            return Err(Error::new(Status::InvalidArg, "the event arena is too small".to_owned()));
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
+        let drained = self.local.borrow_mut().drain(&mut arena);
+        if drained.beside.is_empty() {
+            return Ok(Either::A(drained.filled as f64));
         }
+        let mut out = env.create_array(1 + drained.beside.len() as u32)?;
+        out.set(0, drained.filled as f64)?;
+        let mut i = 1;
+        for ev in drained.beside {
+            convert::beside(env, &mut out, &mut i, ev)?;
+        }
+        Ok(Either::B(out))
     }
 
     /// Ends a batch: writes what was sent while it was handled. Returns true when more events
@@ -257,23 +230,15 @@ impl NativeServer {
     /// timers and other I/O run in between.
     #[napi(catch_unwind)]
     pub fn uncork(&mut self) -> bool {
-        self.corked = false;
-        for conn in self.dirty.drain(..) {
-            conn.flush();
-        }
-        self.hub.events.finish()
+        self.local.borrow_mut().uncork()
     }
 
-    /// Sends a text message. False if the connection is closed or closing.
+    /// `{ sendText(id, string), sendBinary(id, bytes) }`: the per-message sends, as plain
+    /// functions bound to this server (see `fast`).
     #[napi(catch_unwind)]
-    pub fn send_text(&mut self, id: f64, data: String) -> bool {
-        self.send(id, frame::OP_TEXT, data.as_bytes())
-    }
-
-    /// Sends a binary message. False if the connection is closed or closing.
-    #[napi(catch_unwind)]
-    pub fn send_binary(&mut self, id: f64, data: &[u8]) -> bool {
-        self.send(id, frame::OP_BINARY, data)
+    pub fn fast_path(&self, env: &Env) -> Result<Unknown<'_>> {
+        let raw = fast::functions(env.raw(), &self.local)?;
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
     }
 
     #[napi(catch_unwind)]
@@ -369,21 +334,22 @@ impl NativeServer {
     /// Turns `ping` events on for a connection (JS added a `ping` listener).
     #[napi(catch_unwind)]
     pub fn want_pings(&self, id: f64) {
-        if let Some(c) = self.hub.get(conn_id(id)) {
+        self.with_conn(id, |c| {
             c.ping_events.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+            true
+        });
     }
 
     /// Whether the connection still accepts frames (false once closing or gone).
     #[napi(catch_unwind)]
     pub fn accepts(&self, id: f64) -> bool {
-        self.hub.get(conn_id(id)).is_some_and(|c| c.outbox().is_open())
+        self.with_conn(id, |c| c.outbox().is_open())
     }
 
     /// Bytes queued for a connection and not yet written to its socket.
     #[napi(catch_unwind)]
     pub fn buffered_amount(&self, id: f64) -> f64 {
-        self.hub.get(conn_id(id)).map_or(0.0, |c| c.outbox().buffered() as f64)
+        self.local.borrow().conn(conn_id(id)).map_or(0.0, |c| c.outbox().buffered() as f64)
     }
 
     /// Ends every handshake in progress without an answer (a shutdown that timed out).
@@ -411,47 +377,11 @@ impl NativeServer {
 
 impl NativeServer {
     fn with_conn(&self, id: f64, f: impl FnOnce(&Conn) -> bool) -> bool {
-        match self.hub.get(conn_id(id)) {
-            Some(c) => f(&c),
-            None => false,
-        }
+        self.local.borrow().conn(conn_id(id)).is_some_and(|c| f(c))
     }
 
-    /// Sends a frame to one connection: straight to its socket, or behind pending broadcasts
-    /// so that the peer sees messages in the order JS produced them.
-    /// Returns false when the connection is closed, or (like a Node stream's `write`) when
-    /// the peer's queue is now over `maxBackpressure`: the frame is queued all the same and
-    /// a `drain` event follows once the queue is back under the limit.
     fn send(&mut self, id: f64, opcode: u8, payload: &[u8]) -> bool {
-        let Some(conn) = self.hub.get(conn_id(id)) else { return false };
-        let limit = self.hub.config.max_backpressure();
-        if !self.hub.fanout.is_busy() {
-            // One lock: queue, and learn whether a write must start and the limit is passed.
-            return match conn.queue_within(opcode, payload, limit, !self.corked) {
-                Sent::Closed => false,
-                Sent::Queued { start_write, over_limit } => {
-                    // Corked: the write starts when the batch ends (uncork).
-                    if start_write {
-                        self.dirty.push(conn);
-                    }
-                    !over_limit
-                }
-            };
-        }
-        let mut out = conn.outbox();
-        if !out.is_open() {
-            return false;
-        }
-        // Deferred frames are not in the outbox yet: count this one too.
-        let over_limit = out.buffered() + payload.len() > limit;
-        if over_limit {
-            out.want_drain(limit);
-        }
-        drop(out);
-        let Ok(rt) = runtime() else { return false };
-        let _rt = rt.enter();
-        self.hub.fanout.submit(Job::Frame { conn, opcode, payload: Bytes::copy_from_slice(payload) });
-        !over_limit
+        self.local.borrow_mut().send(conn_id(id), opcode, payload)
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::{tls, Conn, Outbox};
 use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
-use crate::event::{Event, CONNECTION_QUEUE_BUDGET};
+use crate::event::{self, kind, CONNECTION_QUEUE_BUDGET};
 use crate::hub::Hub;
 use crate::protocol::close::{self, CloseError};
 use crate::protocol::frame::{self, OP_CLOSE, OP_PING, OP_PONG};
@@ -90,7 +90,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         let (buffered, closing, want_write) = {
             let mut out = t.conn.outbox();
             if out.take_drained() {
-                hub.events.push(Event::Drain(conn.id));
+                hub.events.push_record(kind::DRAIN, 0, 0, conn.id, &[]);
             }
             (out.buffered(), out.is_closing(), conn.wants_write(&out))
         };
@@ -178,7 +178,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     let terminated = t.conn.is_terminated();
     t.conn.outbox().kill();
     // The hub forgets the connection when JS takes this event (bridge::drain).
-    t.hub.events.push(Event::Close(id, code, reason));
+    t.hub.events.push_close(id, code, &reason);
     if !terminated {
         linger(&t.conn).await;
     }
@@ -197,7 +197,7 @@ impl Drop for PanicGuard {
             return;
         }
         self.conn.outbox().kill();
-        self.hub.events.push(Event::Close(self.conn.id, close::INTERNAL_ERROR, String::new()));
+        self.hub.events.push_close(self.conn.id, close::INTERNAL_ERROR, "");
     }
 }
 
@@ -306,14 +306,20 @@ impl Task {
             }
         };
         let mut pongs = false;
-        let emit = |ev: Event| {
-            conn.undelivered.fetch_add(ev.weight(), std::sync::atomic::Ordering::AcqRel);
-            hub.events.push(ev);
+        // Counted for the connection before JS can take it (bridge::drain subtracts it).
+        let count = |weight: usize| {
+            conn.undelivered.fetch_add(weight, std::sync::atomic::Ordering::AcqRel);
         };
         let res = reader.feed(data, &mut |item| match item {
             Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
-            Item::Text(s) if deliver => emit(Event::Text(id, s.to_owned())),
-            Item::Binary(b) if deliver => emit(Event::Binary(id, b.to_vec())),
+            Item::Text(s) if deliver => {
+                count(event::message_weight(s.len()));
+                hub.events.push_text(id, s);
+            }
+            Item::Binary(b) if deliver => {
+                count(event::message_weight(b.len()));
+                hub.events.push_binary(id, b);
+            }
             Item::Text(_) | Item::Binary(_) => {}
             Item::Ping(p) => {
                 // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2):
@@ -321,12 +327,14 @@ impl Task {
                 // pongs it held.
                 pongs |= conn.queue(OP_PONG, p);
                 if deliver && conn.ping_events.load(std::sync::atomic::Ordering::Relaxed) {
-                    emit(Event::Ping(id, p.to_vec()));
+                    count(event::record_len(p.len()));
+                    hub.events.push_record(kind::PING, 0, 0, id, p);
                 }
             }
             Item::Pong(p) => {
                 if deliver && p != HEARTBEAT_PING {
-                    emit(Event::Pong(id, p.to_vec()));
+                    count(event::record_len(p.len()));
+                    hub.events.push_record(kind::PONG, 0, 0, id, p);
                 }
             }
             Item::Close(code, reason) => {

@@ -1,0 +1,138 @@
+//! The per-message sends as plain N-API functions. They are the hottest calls JS makes, so
+//! they skip the class machinery of generated methods (unwrapping `this`, borrow tracking)
+//! and the allocation of a `String` per message: each function carries the server's JS-thread
+//! state as its data pointer, and a string is encoded into a reused buffer.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+
+use napi::sys;
+
+use super::local::Local;
+use crate::conn::ConnId;
+use crate::protocol::frame;
+
+/// Strings up to this many UTF-16 units are encoded into the reused buffer at once (3 bytes
+/// of UTF-8 per unit at most); longer ones are measured first.
+const SCRATCH_UNITS: usize = 64 * 1024;
+
+type State = Rc<RefCell<Local>>;
+
+/// `{ sendText(id, string), sendBinary(id, bytes) }` bound to `state`; both return whether
+/// the frame was taken without passing the backpressure limit (see `Local::send`).
+pub fn functions(env: sys::napi_env, state: &State) -> napi::Result<sys::napi_value> {
+    unsafe {
+        let mut obj = ptr::null_mut();
+        check(sys::napi_create_object(env, &mut obj))?;
+        for (name, cb) in [(c"sendText", send_text as unsafe extern "C" fn(_, _) -> _), (c"sendBinary", send_binary)] {
+            let data = Box::into_raw(Box::new(state.clone())) as *mut c_void;
+            let mut f = ptr::null_mut();
+            if let Err(e) = check(sys::napi_create_function(env, name.as_ptr(), -1, Some(cb), data, &mut f)) {
+                drop(Box::from_raw(data as *mut State));
+                return Err(e);
+            }
+            // The state lives as long as the function does.
+            if let Err(e) = check(sys::napi_add_finalizer(env, f, data, Some(finalize), ptr::null_mut(), ptr::null_mut())) {
+                drop(Box::from_raw(data as *mut State));
+                return Err(e);
+            }
+            check(sys::napi_set_named_property(env, obj, name.as_ptr(), f))?;
+        }
+        Ok(obj)
+    }
+}
+
+fn check(status: sys::napi_status) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::from_reason(format!("N-API call failed with status {status}")))
+    }
+}
+
+unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    drop(Box::from_raw(data as *mut State));
+}
+
+/// The call's two arguments and its state; None if N-API refuses.
+unsafe fn args<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, f64, sys::napi_value)> {
+    let mut argc = 2usize;
+    let mut argv = [ptr::null_mut(); 2];
+    let mut data = ptr::null_mut();
+    if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) != sys::Status::napi_ok || data.is_null() || argc < 2 {
+        return None;
+    }
+    let mut id = 0.0;
+    if sys::napi_get_value_double(env, argv[0], &mut id) != sys::Status::napi_ok {
+        return None;
+    }
+    Some((&*(data as *const State), id, argv[1]))
+}
+
+fn conn_id(id: f64) -> ConnId {
+    ConnId(if id.is_finite() && id >= 0.0 { id as u64 } else { 0 })
+}
+
+unsafe fn boolean(env: sys::napi_env, v: bool) -> sys::napi_value {
+    let mut out = ptr::null_mut();
+    sys::napi_get_boolean(env, v, &mut out);
+    out
+}
+
+/// Runs `f` so that a panic becomes `false` instead of unwinding into Node.
+fn guarded(f: impl FnOnce() -> bool) -> bool {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(false)
+}
+
+unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let sent = guarded(|| {
+        let Some((state, id, value)) = args(env, info) else { return false };
+        let Ok(mut local) = state.try_borrow_mut() else { return false };
+        let mut units = 0usize;
+        if sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) != sys::Status::napi_ok {
+            return false;
+        }
+        // Room for the longest UTF-8 the string can have, or its measured length.
+        let room = if units <= SCRATCH_UNITS {
+            units * 3 + 1
+        } else {
+            let mut bytes = 0usize;
+            if sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut bytes) != sys::Status::napi_ok {
+                return false;
+            }
+            bytes + 1
+        };
+        let mut scratch = std::mem::take(&mut local.scratch);
+        if scratch.len() < room {
+            scratch.resize(room, 0);
+        }
+        let mut len = 0usize;
+        let ok = sys::napi_get_value_string_utf8(env, value, scratch.as_mut_ptr() as *mut _, room, &mut len) == sys::Status::napi_ok;
+        let sent = ok && local.send(conn_id(id), frame::OP_TEXT, &scratch[..len]);
+        if scratch.len() > 4 * SCRATCH_UNITS {
+            // Do not keep the memory of one huge message.
+            scratch = Vec::new();
+        }
+        local.scratch = scratch;
+        sent
+    });
+    boolean(env, sent)
+}
+
+unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let sent = guarded(|| {
+        let Some((state, id, value)) = args(env, info) else { return false };
+        let Ok(mut local) = state.try_borrow_mut() else { return false };
+        let mut data = ptr::null_mut();
+        let mut len = 0usize;
+        if sys::napi_get_buffer_info(env, value, &mut data, &mut len) != sys::Status::napi_ok {
+            return false;
+        }
+        let bytes = if len == 0 || data.is_null() { &[][..] } else { std::slice::from_raw_parts(data as *const u8, len) };
+        local.send(conn_id(id), frame::OP_BINARY, bytes)
+    });
+    boolean(env, sent)
+}
