@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -194,15 +194,15 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(budget: usize) -> Self {
-        Self {
+    pub fn new(budget: usize) -> Arc<Self> {
+        Arc::new(Self {
             log: Mutex::new(Log::default()),
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             budget,
             space: Notify::new(),
             wake: OnceLock::new(),
-        }
+        })
     }
 
     /// Sets the function that wakes the consumer; called at most once per batch.
@@ -219,8 +219,9 @@ impl Events {
         debug_assert!(payload.len() <= INLINE_MAX);
         let weight = record_len(payload.len());
         let word = kind as u32 | (flags as u32) << 8 | (code as u32) << 16;
+        // Counted before it can be taken, so that the consumer never subtracts first.
+        self.pending.fetch_add(weight, Ordering::AcqRel);
         self.lock().append(word, id.0, payload);
-        self.pending.fetch_add(weight, Ordering::Relaxed);
         self.schedule();
         weight
     }
@@ -253,12 +254,12 @@ impl Events {
     pub fn push(&self, ev: Event) -> usize {
         let weight = ev.weight();
         let (kind, id) = ev.kind_and_id();
+        self.pending.fetch_add(weight, Ordering::AcqRel);
         {
             let mut log = self.lock();
             log.append(kind as u32 | (flag::BESIDE as u32) << 8, id, &[]);
             log.beside.push_back(ev);
         }
-        self.pending.fetch_add(weight, Ordering::Relaxed);
         self.schedule();
         weight
     }
@@ -297,9 +298,8 @@ impl Events {
 
     /// The consumer handed records worth `weight` bytes to JS.
     pub fn delivered(&self, weight: usize) {
-        let was_full = self.is_full();
-        self.pending.fetch_sub(weight, Ordering::Relaxed);
-        if was_full && !self.is_full() {
+        let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
+        if before > self.budget && before - weight <= self.budget {
             self.space.notify_waiters();
         }
     }

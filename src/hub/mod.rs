@@ -57,7 +57,7 @@ struct Registry {
 }
 
 pub struct Hub {
-    pub events: Events,
+    pub events: Arc<Events>,
     pub config: Config,
     pub fanout: Fanout,
     registry: Mutex<Registry>,
