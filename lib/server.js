@@ -341,12 +341,12 @@ class Server extends EventEmitter {
         const ws = this._conns.get(nid);
         if (ws !== undefined) this._deliver(ws, 'message', data, kind === EV_BINARY);
       } else if (kind === EV_OPEN) {
-        this._onOpen(nid, beside[b++]);
+        this._onOpen(nid, readRequest(arena, start, false));
       } else if (kind === EV_CLOSE) {
         this._onClose(nid, word >>> 16, arena.utf8Slice(start, start + len));
       } else if (kind === EV_VERIFY) {
-        this._verify(nid, beside[b], beside[b + 1]);
-        b += 2;
+        const info = readRequest(arena, start, true);
+        this._verify(nid, info, info.offered);
       } else if (kind === EV_IDLE) {
         this._emitCloseIfDrained();
       } else {
@@ -552,20 +552,86 @@ function copyOut(arena, start, len) {
   return out;
 }
 
-function buildRequest(info, entry) {
-  const url = info.url;
-  const q = url.indexOf('?');
-  return {
-    method: info.method,
-    url,
-    path: q === -1 ? url : url.slice(0, q),
-    headers: headerObject(info.headers),
-    params: pairsObject(info.params, false),
-    query: pairsObject(info.query, true),
-    remoteAddress: info.remoteAddress,
-    remotePort: info.remotePort,
-    route: entry.pattern,
+/**
+ * Reads a request record (`encode_request` in src/event.rs): numbers, strings, the header
+ * block as one string (parsed when `req.headers` is first read), params and query as flat
+ * [key, value, ...] arrays, and with `offered` the offered subprotocols.
+ */
+function readRequest(arena, at, offered) {
+  const str = (latin1) => {
+    const len = arena.readUInt32LE(at);
+    const from = at + 4;
+    at = from + len;
+    return len === 0 ? '' : latin1 ? arena.latin1Slice(from, at) : arena.utf8Slice(from, at);
   };
+  const pairs = () => {
+    const n = arena.readUInt32LE(at);
+    at += 4;
+    const out = new Array(2 * n);
+    for (let i = 0; i < 2 * n; i++) out[i] = str(false);
+    return out;
+  };
+  const route = arena.readUInt32LE(at);
+  const remotePort = arena.readUInt32LE(at + 4);
+  at += 8;
+  const info = {
+    route,
+    remotePort,
+    method: str(true),
+    url: str(false),
+    remoteAddress: str(true),
+    protocol: str(true),
+    rawHeaders: str(true),
+    params: null,
+    query: null,
+    offered: undefined,
+  };
+  info.params = pairs();
+  info.query = pairs();
+  if (offered) {
+    const n = arena.readUInt32LE(at);
+    at += 4;
+    info.offered = new Array(n);
+    for (let i = 0; i < n; i++) info.offered[i] = str(true);
+  }
+  return info;
+}
+
+const kRawHeaders = Symbol('rawHeaders');
+
+/**
+ * The upgrade request handed to verifyClient, middleware and handlers. `headers` is built
+ * from the raw header block the first time it is read.
+ */
+class Request {
+  constructor(info, entry) {
+    const url = info.url;
+    const q = url.indexOf('?');
+    this.method = info.method;
+    this.url = url;
+    this.path = q === -1 ? url : url.slice(0, q);
+    this.params = pairsObject(info.params, false);
+    this.query = pairsObject(info.query, true);
+    this.remoteAddress = info.remoteAddress;
+    this.remotePort = info.remotePort;
+    this.route = entry.pattern;
+    this[kRawHeaders] = info.rawHeaders;
+  }
+
+  get headers() {
+    const headers = headerObject(this[kRawHeaders]);
+    this.headers = headers;
+    return headers;
+  }
+
+  set headers(value) {
+    Object.defineProperty(this, 'headers', { value, writable: true, enumerable: true, configurable: true });
+    this[kRawHeaders] = '';
+  }
+}
+
+function buildRequest(info, entry) {
+  return new Request(info, entry);
 }
 
 // Header names repeat on every connection: one string per name, not one per connection.
@@ -578,10 +644,12 @@ function internName(name) {
   return name;
 }
 
-/** Header pairs to an object with lower-case keys; repeated headers are joined like Node. */
-function headerObject(flat) {
+/** The header block ("name\0value\0...", names lower case) to an object; repeated headers are joined like Node. */
+function headerObject(raw) {
   const out = {};
-  for (let i = 0; i < flat.length; i += 2) {
+  if (raw === '') return out;
+  const flat = raw.split('\0');
+  for (let i = 0; i + 1 < flat.length; i += 2) {
     const k = internName(flat[i]);
     const v = flat[i + 1];
     if (k === '__proto__') continue;
@@ -594,6 +662,7 @@ function headerObject(flat) {
 
 /** Pairs to an object; with `multi`, a repeated key becomes an array of its values. */
 function pairsObject(flat, multi) {
+  if (flat.length === 0) return {};
   const out = Object.create(null);
   for (let i = 0; i < flat.length; i += 2) {
     const k = flat[i];

@@ -45,7 +45,7 @@ pub struct OpenInfo {
 
 /// Record kinds.
 pub mod kind {
-    /// beside: the request (`OpenInfo`)
+    /// payload: the request (see `encode_request`)
     pub const OPEN: u8 = 0;
     /// payload: UTF-8 text (flag `ASCII` when it is all ASCII); beside when large
     pub const TEXT: u8 = 1;
@@ -56,7 +56,7 @@ pub mod kind {
     /// payload: the reason; the code in the high 16 bits of the first word
     pub const CLOSE: u8 = 5;
     pub const DRAIN: u8 = 6;
-    /// beside: the request and the offered subprotocols; the id is the ticket to answer
+    /// payload: the request, then the offered subprotocols; the id is the ticket to answer
     pub const VERIFY: u8 = 7;
     /// the id is 0
     pub const IDLE: u8 = 8;
@@ -88,29 +88,20 @@ pub fn message_weight(len: usize) -> usize {
     }
 }
 
-/// Events that travel beside the log.
+/// Messages too large to copy twice travel beside the log.
 #[derive(Debug)]
 pub enum Event {
-    /// A handshake waits for JS to accept it (verifyClient) and choose a subprotocol: the
-    /// request (its `conn` is the ticket to answer with) and the offered subprotocols.
-    Verify(Box<OpenInfo>, Vec<String>),
-    Open(Box<OpenInfo>),
     /// A text message larger than `INLINE_MAX`.
     Text(ConnId, String),
     /// A binary message larger than `INLINE_MAX`.
     Binary(ConnId, Vec<u8>),
-    /// The last handshake in progress ended while the server was not accepting.
-    Idle,
 }
 
 impl Event {
     fn kind_and_id(&self) -> (u8, u64) {
         match self {
-            Event::Verify(info, _) => (kind::VERIFY, info.conn.0),
-            Event::Open(info) => (kind::OPEN, info.conn.0),
             Event::Text(c, _) => (kind::TEXT, c.0),
             Event::Binary(c, _) => (kind::BINARY, c.0),
-            Event::Idle => (kind::IDLE, 0),
         }
     }
 
@@ -120,10 +111,60 @@ impl Event {
             + match self {
                 Event::Text(_, s) => s.len(),
                 Event::Binary(_, b) => b.len(),
-                Event::Open(_) => 512,
-                Event::Verify(_, p) => 512 + p.iter().map(String::len).sum::<usize>(),
-                Event::Idle => 0,
             }
+    }
+}
+
+/// Writes a request for JS (kept in step with `readRequest` in `lib/server.js`); strings are
+/// a u32 length and their bytes:
+///
+/// ```text
+/// u32 route, u32 remote port, method, url, remote address, subprotocol,
+/// headers: one string "name\0value\0name\0value" (names lower case, values Latin-1),
+/// u32 count + that many (key, value) pairs of route params, same for the query,
+/// then for a verify: u32 count + the offered subprotocols
+/// ```
+pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[String]>) {
+    fn u32le(out: &mut Vec<u8>, n: usize) {
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        u32le(out, s.len());
+        out.extend_from_slice(s);
+    }
+    fn pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
+        u32le(out, pairs.len());
+        for (k, v) in pairs {
+            string(out, k.as_bytes());
+            string(out, v.as_bytes());
+        }
+    }
+    u32le(out, info.route.0 as usize);
+    u32le(out, info.remote.port() as usize);
+    string(out, info.method.as_bytes());
+    string(out, info.target.as_bytes());
+    string(out, info.remote.ip().to_string().as_bytes());
+    string(out, info.protocol.as_deref().unwrap_or("").as_bytes());
+    let at = out.len();
+    u32le(out, 0);
+    for (n, (name, value)) in info.headers.iter().enumerate() {
+        if n > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        // Header values are Latin-1 (as Node's http module reads them): one byte each.
+        out.extend(value.chars().map(|c| c as u32 as u8));
+    }
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    pairs(out, &info.params);
+    pairs(out, &info.query);
+    if let Some(offered) = offered {
+        u32le(out, offered.len());
+        for p in offered {
+            string(out, p.as_bytes());
+        }
     }
 }
 
@@ -216,7 +257,6 @@ impl Events {
 
     /// Appends a record with `payload` copied into the log. Returns the bytes it counts for.
     pub fn push_record(&self, kind: u8, flags: u8, code: u16, id: ConnId, payload: &[u8]) -> usize {
-        debug_assert!(payload.len() <= INLINE_MAX);
         let weight = record_len(payload.len());
         let word = kind as u32 | (flags as u32) << 8 | (code as u32) << 16;
         // Counted before it can be taken, so that the consumer never subtracts first.
@@ -241,6 +281,20 @@ impl Events {
             return self.push(Event::Binary(id, data.to_vec()));
         }
         self.push_record(kind::BINARY, 0, 0, id, data)
+    }
+
+    /// Appends a new connection (`OPEN`, the id is the connection's) or a handshake to
+    /// decide on (`VERIFY` with the offered subprotocols, the id is the ticket).
+    pub fn push_request(&self, kind: u8, id: u64, info: &OpenInfo, offered: Option<&[String]>) {
+        thread_local! {
+            static REQUEST: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        REQUEST.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            encode_request(&mut buf, info, offered);
+            self.push_record(kind, 0, 0, ConnId(id), &buf);
+        });
     }
 
     /// Appends the last event of a connection.

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 
 use crate::config::MAX_HEADER_BYTES;
 use crate::conn::{self, ConnId};
-use crate::event::{Event, OpenInfo};
+use crate::event::{kind, OpenInfo};
 use crate::hub::{Decision, Hub};
 use crate::protocol::handshake::{self, Rejection};
 use crate::protocol::route::parse_query;
@@ -215,7 +215,7 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
     drop(slot);
     drop(guard);
     info.conn = conn.id;
-    hub.events.push(Event::Open(info));
+    hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
     // The connection runs as its own task, so the handshake's state is freed now.
     tokio::spawn(conn::task::run(conn, hub, early));
 }

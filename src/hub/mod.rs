@@ -146,7 +146,7 @@ impl Hub {
     /// told, so that a closing server can see it became idle.
     pub fn handshake_ended(&self) {
         if self.handshakes.fetch_sub(1, Ordering::AcqRel) == 1 && !self.accepting.load(Ordering::Acquire) {
-            self.events.push(crate::event::Event::Idle);
+            self.events.push_record(crate::event::kind::IDLE, 0, 0, ConnId(0), &[]);
         }
     }
 
@@ -162,7 +162,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         self.decisions.lock().unwrap_or_else(|e| e.into_inner()).insert(ticket, tx);
         info.conn = ConnId(ticket);
-        self.events.push(crate::event::Event::Verify(info, offered));
+        self.events.push_request(crate::event::kind::VERIFY, ticket, &info, Some(&offered));
         (ticket, rx)
     }
 
