@@ -75,6 +75,13 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     let mut last_buffered = 0;
     let mut interval = t.hub.config.heartbeat_interval();
     let mut next_ping = interval.map(|i| Instant::now() + i);
+    // The wake-up and the timer live across turns: a message costs no registration with the
+    // notifier or the timer wheel, only a deadline that changed re-arms the timer.
+    let wake = conn.wake.notified();
+    tokio::pin!(wake);
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
 
     loop {
         if t.conn.is_terminated() {
@@ -132,9 +139,13 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
         let answer_by = t.unanswered.filter(|_| interval.is_some()).map(|s| s + hub.config.heartbeat_timeout());
         let open = t.state == State::Open;
         let timer = [close_deadline, next_ping.filter(|_| open), answer_by.filter(|_| open)].into_iter().flatten().min();
+        if let Some(at) = timer.filter(|at| armed != Some(*at)) {
+            sleep.as_mut().reset(at);
+            armed = Some(at);
+        }
         tokio::select! {
             biased;
-            _ = conn.wake.notified() => {}
+            _ = &mut wake => wake.set(conn.wake.notified()),
             ready = conn.io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
                 match ready {
                     Ok(r) => {
@@ -149,7 +160,8 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
                 }
             }
             _ = hub.events.wait_for_space(), if may_read && !read && !over_limit && !behind => {}
-            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+            _ = &mut sleep, if timer.is_some() => {
+                armed = None;
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| d <= now) {
                     t.state = State::Lost;
