@@ -6,7 +6,6 @@
 //! are submitted here too (`is_busy`), so a peer always receives messages in the order JS
 //! produced them. A slow peer never delays the others: its frames stay in its own outbox.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -53,17 +52,16 @@ impl Fanout {
         if let Err(mpsc::error::SendError(job)) = tx.send(job) {
             // The runtime is gone: run the job here rather than lose it.
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            execute(vec![job], &mut HashSet::new());
+            execute(vec![job]);
         }
     }
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Job>, pending: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut touched = HashSet::new();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let n = batch.len();
-        let dirty = queue_all(std::mem::take(&mut batch), &mut touched);
+        let dirty = queue_all(std::mem::take(&mut batch));
         // Everything is in the outboxes now: direct sends may go straight there again.
         pending.fetch_sub(n, Ordering::AcqRel);
         for conn in dirty {
@@ -73,15 +71,16 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, pending: Arc<AtomicUsize>) {
     }
 }
 
-fn execute(batch: Vec<Job>, touched: &mut HashSet<ConnId>) {
-    for conn in queue_all(batch, touched) {
+fn execute(batch: Vec<Job>) {
+    for conn in queue_all(batch) {
         conn.flush();
     }
 }
 
-/// Queues every job's frames; returns the connections that need a write.
-fn queue_all(batch: Vec<Job>, touched: &mut HashSet<ConnId>) -> Vec<Arc<Conn>> {
-    touched.clear();
+/// Queues every job's frames; returns the connections that need a write: those whose outbox
+/// was empty, so each appears once (unless its own task emptied it meanwhile; a second
+/// flush then finds little or nothing to write).
+fn queue_all(batch: Vec<Job>) -> Vec<Arc<Conn>> {
     let mut dirty = Vec::new();
     for job in batch {
         match job {
@@ -91,11 +90,8 @@ fn queue_all(batch: Vec<Job>, touched: &mut HashSet<ConnId>) -> Vec<Arc<Conn>> {
                         continue;
                     }
                     match m.queue_shared_within(frame.clone(), limit) {
-                        Queued::Yes { flush } => {
-                            if flush && touched.insert(m.id) {
-                                dirty.push(m.clone());
-                            }
-                        }
+                        Queued::Yes { flush: true } => dirty.push(m.clone()),
+                        Queued::Yes { flush: false } => {}
                         Queued::OverLimit if close_slow => {
                             m.close_slow_consumer();
                         }
@@ -104,7 +100,7 @@ fn queue_all(batch: Vec<Job>, touched: &mut HashSet<ConnId>) -> Vec<Arc<Conn>> {
                 }
             }
             Job::Frame { conn, opcode, payload } => {
-                if conn.queue(opcode, &payload) && touched.insert(conn.id) {
+                if conn.queue(opcode, &payload) {
                     dirty.push(conn);
                 }
             }
