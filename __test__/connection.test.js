@@ -406,6 +406,37 @@ test('a 5 MB binary and a 1 MB text message round-trip intact', async (t) => {
   assert.ok(String(data) === text, 'text payload differs');
 });
 
+test('messages just under and over 64 KiB, mixed with small ones in one burst, arrive whole and in order', async (t) => {
+  const { client, ws } = await pair(t);
+  const seen = [];
+  let allIn;
+  const all = new Promise((resolve) => (allIn = resolve));
+  // Messages up to 64 KiB and larger ones reach JS by different paths; one burst mixes them.
+  const big = (n, fill) => Buffer.alloc(n, fill);
+  const sent = [
+    [false, 'small'],
+    [true, big(65536, 1)],
+    [false, 'é'.repeat(32768)], // 65,536 bytes of UTF-8
+    [false, 'x'.repeat(65537)],
+    [true, big(3, 2)],
+    [true, big(65537, 3)],
+    [false, '€'.repeat(30000)],
+    [false, 'last'],
+  ];
+  ws.on('message', (data, isBinary) => {
+    seen.push([isBinary, data]);
+    if (seen.length === sent.length) allIn();
+  });
+  for (const [binary, data] of sent) client.send(data, { binary });
+  await withTimeout(all, 5000, `${sent.length} messages`);
+  seen.forEach(([isBinary, data], i) => {
+    const [binary, expected] = sent[i];
+    assert.equal(isBinary, binary, `message ${i}: type`);
+    if (binary) assert.ok(Buffer.isBuffer(data) && data.equals(expected), `message ${i}: bytes`);
+    else assert.ok(data === expected, `message ${i}: text`);
+  });
+});
+
 test('close event when the client closes with a code and reason', async (t) => {
   const { client, ws, url } = await pair(t);
   const closes = recordCloses(ws);

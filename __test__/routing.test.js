@@ -7,7 +7,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const WebSocket = require('ws');
 const { Router, createServer } = require('..');
-const { listen, connect, withTimeout } = require('./helpers');
+const { listen, connect, withTimeout, rawClient, clientFrame } = require('./helpers');
 
 /** A handler that answers every connection with `name` and what it learned from `req`. */
 function reply(name) {
@@ -169,6 +169,40 @@ test('req has method, url, path, headers, params, query, remoteAddress and remot
   assert.equal(seen.headers['sec-websocket-version'], '13');
   assert.equal(seen.remoteAddress, '127.0.0.1');
   assert.equal(seen.remotePort, ws._socket.localPort);
+});
+
+test('req.headers: repeats joined as Node does, values read as Latin-1, intact long after the handshake', async (t) => {
+  const router = new Router();
+  let req;
+  router.ws('/h', (ws, r) => {
+    req = r;
+    ws.on('message', (data) => ws.send(data));
+  });
+  const { port } = await listen(router, t);
+  const client = await rawClient(port, '/h', {
+    t,
+    // Each value adds a second header line of the same name.
+    headers: { 'X-Dup': 'a\r\nX-Dup: b', Cookie: 'c=1\r\nCookie: d=2', 'Set-Cookie': 's=1\r\nSet-Cookie: s=2', 'X-Text': 'café' },
+  });
+  assert.equal(client.response.status, 101);
+  // Many event batches later (the engine reuses the memory events reach JS through), the
+  // request still reads as it arrived.
+  for (let i = 0; i < 50; i++) {
+    const text = `m${i};`.repeat(200);
+    await client.write(clientFrame(0x1, text));
+    assert.equal((await client.next()).payload.toString(), text);
+  }
+  const headers = req.headers;
+  assert.equal(headers['x-dup'], 'a, b');
+  assert.equal(headers.cookie, 'c=1; d=2');
+  assert.deepEqual(headers['set-cookie'], ['s=1', 's=2']);
+  // Sent as UTF-8, read byte by byte as Latin-1, like Node's http module does.
+  assert.equal(headers['x-text'], Buffer.from('café').toString('latin1'));
+  assert.equal(headers.host, 'localhost');
+  assert.equal(req.headers, headers, 'the same object on every read');
+  assert.ok(Object.keys(req).includes('headers'));
+  req.headers = { replaced: 'yes' };
+  assert.deepEqual(req.headers, { replaced: 'yes' });
 });
 
 test('routes added after createServer and listen are served', async (t) => {

@@ -45,7 +45,7 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 /// whenever a packet arrives (the I/O thread then runs when JS waits or its time slice ends,
 /// and finds more to read at once). Fairness is unchanged; where the threads have cores of
 /// their own it makes no difference. On a single core it cut context switches tenfold under
-/// load (bench/README.md).
+/// load (echo benchmark, server pinned to one core).
 fn batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
