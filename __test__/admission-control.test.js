@@ -139,7 +139,9 @@ test('maxConnections holds when handshakes overlap: a slow verifyClient cannot l
   // pass the connection count before either is registered) or one was answered already.
   const router = new Router({ websocket: { maxConnections: 1 } });
   const held = [];
+  let released = false;
   const release = () => {
+    released = true;
     for (const resolve of held.splice(0)) resolve(true);
   };
   let asked = 0;
@@ -147,7 +149,7 @@ test('maxConnections holds when handshakes overlap: a slow verifyClient cannot l
     verifyClient: () =>
       new Promise((resolve) => {
         held.push(resolve);
-        if (++asked === 2) release();
+        if (++asked === 2 || released) release();
       }),
   });
   const conns = named();

@@ -19,10 +19,11 @@
 //! [u8] payload, padded to a multiple of 8
 //! ```
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::Notify;
 
@@ -223,7 +224,63 @@ pub fn record_at(bytes: &[u8], at: usize) -> Record<'_> {
     Record { kind: word as u8, flags: (word >> 8) as u8, id: ConnId(id as u64), raw: &bytes[at..at + record_len(len)], payload_len: len }
 }
 
+/// Announcing records to JS from an I/O thread is deferred while the thread has other work:
+/// JS is woken once the thread is about to park (nothing left to do), or after
+/// `ANNOUNCE_AFTER_TURNS` connection turns on it, or once `ANNOUNCE_AFTER_RECORDS` records
+/// wait. So one wake-up carries what the thread did in that stretch, and the JS thread does
+/// not preempt the I/O thread for every event (on a shared core that was several context
+/// switches per connection). The turn bound keeps an event from waiting behind a connection
+/// that keeps its thread busy without producing events (a ping flood).
+const ANNOUNCE_AFTER_TURNS: u32 = 16;
+const ANNOUNCE_AFTER_RECORDS: usize = 128;
+
+#[derive(Default)]
+struct Deferred {
+    /// Logs with records pushed by this thread and not announced.
+    logs: Vec<Weak<Events>>,
+    turns: u32,
+}
+
+thread_local! {
+    /// None on threads that are not runtime workers (or before a worker first parks): there
+    /// every push is announced at once.
+    static DEFERRED: RefCell<Option<Deferred>> = const { RefCell::new(None) };
+}
+
+/// Runtime hook: the current worker is about to park. Announces what it deferred.
+pub fn worker_parking() {
+    let logs = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        let d = d.get_or_insert_with(Deferred::default);
+        d.turns = 0;
+        std::mem::take(&mut d.logs)
+    });
+    for events in logs {
+        if let Some(events) = events.upgrade() {
+            events.announce();
+        }
+    }
+}
+
+/// A connection task (or a fan-out job) takes a turn on this thread: after enough turns,
+/// what the thread deferred is announced even though it is still busy.
+pub fn turn() {
+    let due = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(d) if !d.logs.is_empty() => {
+            d.turns += 1;
+            d.turns >= ANNOUNCE_AFTER_TURNS
+        }
+        _ => false,
+    });
+    if due {
+        worker_parking();
+    }
+}
+
 pub struct Events {
+    me: Weak<Events>,
+    /// Records pushed and not announced yet.
+    unannounced: AtomicUsize,
     log: Mutex<Log>,
     scheduled: AtomicBool,
     /// Bytes of records not yet handed to JS (in the log or in the consumer's batch).
@@ -236,7 +293,9 @@ pub struct Events {
 
 impl Events {
     pub fn new(budget: usize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            unannounced: AtomicUsize::new(0),
             log: Mutex::new(Log::default()),
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
@@ -262,7 +321,7 @@ impl Events {
         // Counted before it can be taken, so that the consumer never subtracts first.
         self.pending.fetch_add(weight, Ordering::AcqRel);
         self.lock().append(word, id.0, payload);
-        self.schedule();
+        self.pushed();
         weight
     }
 
@@ -314,8 +373,32 @@ impl Events {
             log.append(kind as u32 | (flag::BESIDE as u32) << 8, id, &[]);
             log.beside.push_back(ev);
         }
-        self.schedule();
+        self.pushed();
         weight
+    }
+
+    /// Announces a push now, or defers it on a runtime worker (see `Deferred`).
+    fn pushed(&self) {
+        if self.unannounced.fetch_add(1, Ordering::AcqRel) + 1 >= ANNOUNCE_AFTER_RECORDS {
+            return self.announce();
+        }
+        let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(d) => {
+                if !d.logs.iter().any(|w| w.as_ptr() == self.me.as_ptr()) {
+                    d.logs.push(self.me.clone());
+                }
+                true
+            }
+            None => false,
+        });
+        if !deferred {
+            self.announce();
+        }
+    }
+
+    fn announce(&self) {
+        self.unannounced.store(0, Ordering::Release);
+        self.schedule();
     }
 
     fn schedule(&self) {
@@ -415,6 +498,47 @@ mod tests {
         events.take(&mut batch);
         assert_eq!(records(&batch), vec![(kind::CLOSE, 0, 1, b"bye".to_vec())]);
         assert_eq!(record_at(&batch.bytes, 0).raw[2..4], 1000u16.to_le_bytes());
+    }
+
+    #[test]
+    fn a_worker_announces_when_it_parks_or_after_enough_turns() {
+        std::thread::spawn(|| {
+            let events = Events::new(1 << 20);
+            let wakes = Arc::new(AtomicUsize::new(0));
+            let w = wakes.clone();
+            events.set_waker(Box::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }));
+            // The first park makes this thread a worker: from then on pushes are deferred.
+            worker_parking();
+            events.push_text(ConnId(1), "a");
+            events.push_text(ConnId(2), "b");
+            assert_eq!(wakes.load(Ordering::SeqCst), 0);
+            worker_parking();
+            assert_eq!(wakes.load(Ordering::SeqCst), 1, "announced at park");
+
+            let mut batch = Log::default();
+            events.take(&mut batch);
+            events.delivered(batch.bytes.len());
+            assert!(!events.finish());
+            events.push_text(ConnId(1), "c");
+            for _ in 0..ANNOUNCE_AFTER_TURNS - 1 {
+                turn();
+            }
+            assert_eq!(wakes.load(Ordering::SeqCst), 1);
+            turn();
+            assert_eq!(wakes.load(Ordering::SeqCst), 2, "announced after enough turns while busy");
+
+            events.take(&mut batch);
+            events.delivered(batch.bytes.len());
+            assert!(!events.finish());
+            for i in 0..ANNOUNCE_AFTER_RECORDS {
+                events.push_text(ConnId(1), &i.to_string());
+            }
+            assert_eq!(wakes.load(Ordering::SeqCst), 3, "announced once enough records wait");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
             .worker_threads(threads)
             .thread_name("velocy-io")
             .on_thread_start(batch_scheduling)
+            .on_thread_park(crate::event::worker_parking)
             .enable_all()
             .build()
             .map_err(|e| e.to_string())

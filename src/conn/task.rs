@@ -84,6 +84,7 @@ pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
     let mut armed: Option<Instant> = None;
 
     loop {
+        event::turn();
         if t.conn.is_terminated() {
             t.state = State::Lost;
         }

@@ -83,6 +83,7 @@ fn execute(batch: Vec<Job>) {
 fn queue_all(batch: Vec<Job>) -> Vec<Arc<Conn>> {
     let mut dirty = Vec::new();
     for job in batch {
+        crate::event::turn();
         match job {
             Job::Broadcast { members, frame, except, limit, close_slow } => {
                 for m in members.iter() {
