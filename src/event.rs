@@ -262,8 +262,9 @@ pub fn worker_parking() {
     }
 }
 
-/// A connection task (or a fan-out job) takes a turn on this thread: after enough turns,
-/// what the thread deferred is announced even though it is still busy.
+/// A task takes a turn on this thread (a connection's loop or linger, an accepted socket, a
+/// handshake, a fan-out job): after enough turns, what the thread deferred is announced even
+/// though it is still busy.
 pub fn turn() {
     let due = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
         Some(d) if !d.logs.is_empty() => {

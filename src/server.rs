@@ -67,6 +67,7 @@ async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, tls: Option<TlsA
             _ = stop.changed() => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    crate::event::turn();
                     let guard = HandshakeGuard::new(hub.clone());
                     let _ = stream.set_nodelay(true);
                     match &tls {
@@ -137,6 +138,7 @@ impl Upgrading for tokio_rustls::server::TlsStream<TcpStream> {
 }
 
 async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketAddr) {
+    crate::event::turn();
     let mut abort = guard.hub.abort_handshakes.subscribe();
     tokio::select! {
         biased;

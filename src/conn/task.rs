@@ -406,6 +406,7 @@ async fn linger(conn: &Conn) {
     let _ = socket_shutdown_write(&conn.io);
     let deadline = Instant::now() + LINGER_TIMEOUT;
     loop {
+        event::turn();
         tokio::select! {
             r = conn.io.readable() => {
                 if r.is_err() || discard_input(conn) {
