@@ -24,6 +24,8 @@ class WebSocketConnection extends EventEmitter {
     this._rooms = undefined;
     // Events that arrive while the route's handlers have not yet run, replayed after.
     this._held = null;
+    // The upgrade request, for error contexts (see `_context`).
+    this._req = null;
     this.readyState = OPEN;
     this.route = routePattern;
     this.protocol = info.protocol;
@@ -183,6 +185,15 @@ class WebSocketConnection extends EventEmitter {
   /** An async listener's rejection: reported like an exception thrown by a listener. */
   [EventEmitter.captureRejectionSymbol](err) {
     this._server._reportError(err, this, this._context);
+  }
+
+  /**
+   * What error handlers get as `context`: the route, its params and query, and the request.
+   * Built when an error is reported, not for every connection.
+   */
+  get _context() {
+    const req = this._req;
+    return req === null ? { route: this.route, params: {}, query: {} } : { route: this.route, params: req.params, query: req.query, req };
   }
 
   /** A snapshot of the connection's state. */

@@ -16,10 +16,10 @@ function isThenable(v) {
  * return a promise, when it settles). Events that arrive before the handlers have had the
  * chance to add listeners are held and replayed afterwards, so nothing is lost.
  */
-function runHandlers(server, ws, req, handlers, context) {
+function runHandlers(server, ws, req, handlers) {
   let i = 0;
   const fail = (err) => {
-    server._reportError(err, ws, context);
+    server._reportError(err, ws, ws._context);
     server._release(ws);
   };
   const step = () => {
@@ -51,7 +51,7 @@ function runHandlers(server, ws, req, handlers, context) {
         if (last && ws.listenerCount('message') > 0) {
           // Listeners are in place: deliver now, and still report a later rejection.
           server._release(ws);
-          result.then(undefined, (err) => server._reportError(err, ws, context));
+          result.then(undefined, (err) => server._reportError(err, ws, ws._context));
         } else {
           result.then(step, fail);
         }

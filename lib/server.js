@@ -29,6 +29,8 @@ const FLAG_ASCII = 2;
 // The engine copies a batch of event records into this buffer, which JS reads in place. It
 // must hold the largest record (a 64 KiB payload and its header).
 const ARENA_BYTES = 256 * 1024;
+// `ws._held` while a connection's handlers have not run and nothing arrived for it yet.
+const HOLDING = Object.freeze([]);
 
 /**
  * A WebSocket server: behaves like Node's `http.Server` for listening and closing, while the
@@ -415,7 +417,7 @@ class Server extends EventEmitter {
   _onOpen(nid, info) {
     const entry = this._routesById[info.route];
     const ws = new WebSocketConnection(this, nid, info, entry.pattern);
-    ws._held = [];
+    ws._held = HOLDING;
     this._conns.set(nid, ws);
     if (this._shutdown) {
       // Its handshake finished after shutdown began: close it like the others.
@@ -424,7 +426,7 @@ class Server extends EventEmitter {
       return;
     }
     const req = buildRequest(info, entry);
-    ws._context = { route: entry.pattern, params: req.params, query: req.query, req };
+    ws._req = req;
     const identify = this._router._wsOptions.identify;
     if (identify !== null) {
       try {
@@ -436,7 +438,7 @@ class Server extends EventEmitter {
       }
     }
     const mw = this._router._middleware;
-    runHandlers(this, ws, req, mw.length === 0 ? entry.handlers : mw.concat(entry.handlers), ws._context);
+    runHandlers(this, ws, req, mw.length === 0 ? entry.handlers : mw.concat(entry.handlers));
   }
 
   /**
@@ -485,6 +487,7 @@ class Server extends EventEmitter {
   /** Emits an event on `ws`, or holds it while the route's handlers have not run yet. */
   _deliver(ws, name, a, b) {
     if (ws._held !== null) {
+      if (ws._held === HOLDING) ws._held = [];
       ws._held.push(name, a, b);
       return;
     }
