@@ -75,6 +75,30 @@ test('is an EventEmitter with a stable UUID v4 id, unique per connection', async
   assert.notEqual(a.id, b.id);
 });
 
+test('listeners behave as on any EventEmitter, event names that are Object.prototype keys included', async (t) => {
+  const { ws } = await pair(t);
+  assert.deepEqual(ws.eventNames(), []);
+  for (const name of ['toString', 'constructor', 'hasOwnProperty', '__proto__']) {
+    assert.equal(ws.listenerCount(name), 0, name);
+    assert.equal(ws.emit(name), false, name);
+  }
+  const calls = [];
+  const onString = (x) => calls.push(['toString', x]);
+  ws.on('toString', onString);
+  ws.on('__proto__', (x) => calls.push(['__proto__', x]));
+  ws.once('custom', (x) => calls.push(['custom', x]));
+  assert.deepEqual(ws.eventNames().sort(), ['__proto__', 'custom', 'toString']);
+  assert.equal(ws.emit('toString', 1), true);
+  assert.equal(ws.emit('__proto__', 2), true);
+  ws.emit('custom', 3);
+  ws.emit('custom', 4);
+  assert.deepEqual(calls, [['toString', 1], ['__proto__', 2], ['custom', 3]]);
+  ws.off('toString', onString);
+  assert.equal(ws.listenerCount('toString'), 0);
+  ws.removeAllListeners();
+  assert.deepEqual(ws.eventNames(), []);
+});
+
 test('metadata is an object that persists and can be replaced by an object only', async (t) => {
   const { ws } = await pair(t);
   assert.equal(typeof ws.metadata, 'object');
