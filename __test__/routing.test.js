@@ -203,6 +203,11 @@ test('req.headers: repeats joined as Node does, values read as Latin-1, intact l
   assert.ok(Object.keys(req).includes('headers'));
   req.headers = { replaced: 'yes' };
   assert.deepEqual(req.headers, { replaced: 'yes' });
+  assert.deepEqual({ ...req.query }, {});
+  req.query = { q: '1' };
+  req.params = { p: '2' };
+  assert.deepEqual([req.query, req.params], [{ q: '1' }, { p: '2' }]);
+  assert.deepEqual(Object.keys(req).sort(), ['headers', 'method', 'params', 'path', 'query', 'remoteAddress', 'remotePort', 'route', 'url']);
 });
 
 test('routes added after createServer and listen are served', async (t) => {

@@ -570,6 +570,7 @@ function readRequest(arena, at, offered) {
   const pairs = () => {
     const n = arena.readUInt32LE(at);
     at += 4;
+    if (n === 0) return NO_PAIRS;
     const out = new Array(2 * n);
     for (let i = 0; i < 2 * n; i++) out[i] = str(false);
     return out;
@@ -580,7 +581,7 @@ function readRequest(arena, at, offered) {
   const info = {
     route,
     remotePort,
-    method: str(true),
+    method: method(str(true)),
     url: str(false),
     remoteAddress: str(true),
     protocol: str(true),
@@ -600,11 +601,20 @@ function readRequest(arena, at, offered) {
   return info;
 }
 
+const NO_PAIRS = Object.freeze([]);
+
+/** The usual method is one shared string, not one per connection. */
+function method(m) {
+  return m === 'GET' ? 'GET' : m;
+}
+
 const kRawHeaders = Symbol('rawHeaders');
+const kParams = Symbol('params');
+const kQuery = Symbol('query');
 
 /**
- * The upgrade request handed to verifyClient, middleware and handlers. `headers` is built
- * from the raw header block the first time it is read.
+ * The upgrade request handed to verifyClient, middleware and handlers. `headers`, `params`
+ * and `query` are built the first time they are read (then they are plain own properties).
  */
 class Request {
   constructor(info, entry) {
@@ -613,24 +623,45 @@ class Request {
     this.method = info.method;
     this.url = url;
     this.path = q === -1 ? url : url.slice(0, q);
-    this.params = pairsObject(info.params, false);
-    this.query = pairsObject(info.query, true);
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.route = entry.pattern;
     this[kRawHeaders] = info.rawHeaders;
+    this[kParams] = info.params;
+    this[kQuery] = info.query;
   }
 
   get headers() {
-    const headers = headerObject(this[kRawHeaders]);
-    this.headers = headers;
-    return headers;
+    return (this.headers = headerObject(this[kRawHeaders]));
   }
 
   set headers(value) {
-    Object.defineProperty(this, 'headers', { value, writable: true, enumerable: true, configurable: true });
+    own(this, 'headers', value);
     this[kRawHeaders] = '';
   }
+
+  get params() {
+    return (this.params = pairsObject(this[kParams], false));
+  }
+
+  set params(value) {
+    own(this, 'params', value);
+    this[kParams] = NO_PAIRS;
+  }
+
+  get query() {
+    return (this.query = pairsObject(this[kQuery], true));
+  }
+
+  set query(value) {
+    own(this, 'query', value);
+    this[kQuery] = NO_PAIRS;
+  }
+}
+
+/** Makes `value` the own, writable, enumerable property `name` of `obj`. */
+function own(obj, name, value) {
+  Object.defineProperty(obj, name, { value, writable: true, enumerable: true, configurable: true });
 }
 
 function buildRequest(info, entry) {
