@@ -75,7 +75,9 @@ async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, tls: Option<TlsA
                             tokio::spawn(handshake(guard, stream, peer));
                         }
                         Some(acceptor) => {
-                            let accept = acceptor.accept(stream);
+                            // Boxed: the connection runs in this task afterwards, and
+                            // should not carry the TLS handshake's state.
+                            let accept = Box::pin(acceptor.accept(stream));
                             tokio::spawn(async move {
                                 let deadline = tokio::time::Instant::now() + guard.hub.config.handshake_timeout();
                                 let mut abort = guard.hub.abort_handshakes.subscribe();
@@ -137,41 +139,58 @@ impl Upgrading for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
+/// A connection whose handshake completed: what its loop runs with (`conn::task::run`).
+type Upgraded = (Arc<conn::Conn>, Arc<Hub>, Vec<u8>);
+
+/// Runs a handshake, then the connection, in the same task.
 async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketAddr) {
     crate::event::turn();
-    let mut abort = guard.hub.abort_handshakes.subscribe();
-    tokio::select! {
-        biased;
-        _ = abort.changed() => {}
-        _ = upgrade(guard, stream, peer) => {}
+    // Boxed, so that the handshake's state is freed before the connection runs.
+    let upgraded = Box::pin(async move {
+        let mut abort = guard.hub.abort_handshakes.subscribe();
+        tokio::select! {
+            biased;
+            _ = abort.changed() => None,
+            upgraded = upgrade(guard, stream, peer) => upgraded,
+        }
+    })
+    .await;
+    if let Some((conn, hub, early)) = upgraded {
+        conn::task::run(conn, hub, early).await;
     }
 }
 
-async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) {
+/// Refuses a handshake (see `reject`).
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, rejection: Rejection) -> Option<Upgraded> {
+    reject(stream, rejection).await;
+    None
+}
+
+async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) -> Option<Upgraded> {
     let hub = guard.hub.clone();
     let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
     let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
     let (buf, req, head_len) = match outcome {
         Ok(Ok(Some(r))) => r,
-        Ok(Err(rejection)) => return reject(stream, rejection).await,
+        Ok(Err(rejection)) => return refuse(stream, rejection).await,
         // Timed out, or the peer left: nothing to answer.
-        _ => return,
+        _ => return None,
     };
     let Some(route) = hub.find_route(req.path()) else {
-        return reject(stream, Rejection::NotFound).await;
+        return refuse(stream, Rejection::NotFound).await;
     };
     if !handshake::wants_upgrade(&req) {
-        return reject(stream, Rejection::UpgradeRequired("Upgrade Required")).await;
+        return refuse(stream, Rejection::UpgradeRequired("Upgrade Required")).await;
     }
     let upgrade = match handshake::check(&req) {
         Ok(u) => u,
-        Err(rejection) => return reject(stream, rejection).await,
+        Err(rejection) => return refuse(stream, rejection).await,
     };
     if !hub.config.origin_allowed(req.header("origin")) {
-        return reject(stream, Rejection::Status(403, "Origin not allowed".into())).await;
+        return refuse(stream, Rejection::Status(403, "Origin not allowed".into())).await;
     }
     let Some(slot) = hub.reserve_slot(hub.config.max_connections()) else {
-        return reject(stream, Rejection::Status(503, "Too many connections".into())).await;
+        return refuse(stream, Rejection::Status(503, "Too many connections".into())).await;
     };
     let query = parse_query(req.query());
     let mut info = Box::new(OpenInfo {
@@ -193,19 +212,19 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
             Ok(Ok(Decision::Accept(p))) => info.protocol = p,
             Ok(Ok(Decision::Reject(status, body))) => {
                 drop(slot);
-                return reject(stream, Rejection::Status(status, body)).await;
+                return refuse(stream, Rejection::Status(status, body)).await;
             }
             // Timed out (JS is busy or the verifier never settled): refuse rather than hang.
             _ => {
                 hub.forget_ticket(ticket);
                 drop(slot);
-                return reject(stream, Rejection::Status(503, "Service Unavailable".into())).await;
+                return refuse(stream, Rejection::Status(503, "Service Unavailable".into())).await;
             }
         }
     }
     let response = handshake::response_101(&upgrade.accept, info.protocol.as_deref());
     if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
-        return;
+        return None;
     }
     let mut early = buf[head_len..].to_vec();
     drop(buf);
@@ -218,8 +237,7 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
     drop(guard);
     info.conn = conn.id;
     hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
-    // The connection runs as its own task, so the handshake's state is freed now.
-    tokio::spawn(conn::task::run(conn, hub, early));
+    Some((conn, hub, early))
 }
 
 /// Reads until the end of the request head, parsing as bytes arrive so that garbage is
