@@ -108,11 +108,10 @@ impl Event {
 
     /// Bytes this event holds, for the budget (its record included).
     pub fn weight(&self) -> usize {
-        HEADER
-            + match self {
-                Event::Text(_, s) => s.len(),
-                Event::Binary(_, b) => b.len(),
-            }
+        message_weight(match self {
+            Event::Text(_, s) => s.len(),
+            Event::Binary(_, b) => b.len(),
+        })
     }
 }
 

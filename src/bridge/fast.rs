@@ -11,8 +11,8 @@ use std::rc::Rc;
 
 use napi::sys;
 
+use super::conn_id;
 use super::local::Local;
-use crate::conn::ConnId;
 use crate::protocol::frame;
 
 /// Strings up to this many UTF-16 units are encoded into the reused buffer at once (3 bytes
@@ -70,10 +70,6 @@ unsafe fn args<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<
         return None;
     }
     Some((&*(data as *const State), id, argv[1]))
-}
-
-fn conn_id(id: f64) -> ConnId {
-    ConnId(if id.is_finite() && id >= 0.0 { id as u64 } else { 0 })
 }
 
 unsafe fn boolean(env: sys::napi_env, v: bool) -> sys::napi_value {

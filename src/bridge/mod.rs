@@ -416,6 +416,7 @@ fn target(room: &Option<String>, route: Option<u32>) -> Target<'_> {
     }
 }
 
+/// A connection id from JS (ids are never 0, so 0 stands for anything invalid).
 fn conn_id(id: f64) -> ConnId {
     ConnId(if id.is_finite() && id >= 0.0 { id as u64 } else { 0 })
 }
