@@ -1,6 +1,7 @@
 //! The napi boundary: the `NativeServer` class the JS facade drives. It owns nothing but
 //! handles into the core; all networking runs on the shared tokio runtime. Events reach JS
-//! in batches: one threadsafe-function wake-up, then `drain()` takes everything queued.
+//! in batches: one threadsafe-function wake-up, then `drain(arena)` copies the waiting records
+//! into the arena JS reads (see `crate::event` and `local`).
 
 mod convert;
 mod fast;
