@@ -506,7 +506,7 @@ function markdown(meta, summary, impls, runs, cases) {
   // Diagnostics: CPU use shows whether the server core was saturated and
   // whether the load generator kept up; "other" is load from processes
   // that are not part of the benchmark.
-  L.push('<details><summary>Diagnostics (median CPU % of one core during the measured window: server / load generator / other processes)</summary>');
+  L.push('<details><summary>Diagnostics (median CPU % of one core during the measured window: server / load generator / other processes; then the server\'s CPU time per operation, steadier than throughput on a shared machine)</summary>');
   L.push('');
   L.push(`| Scenario | ${cols.join(' | ')} |`);
   L.push(`|---|${impls.map(() => '---:').join('|')}|`);
@@ -515,7 +515,11 @@ function markdown(meta, summary, impls, runs, cases) {
       const rs = ((runs[c.id] && runs[c.id][impl]) || []).filter((r) => r.result);
       const pick = (k) => median(rs.map((r) => r.result[k]).filter((v) => typeof v === 'number'));
       const f = (v) => (v === null ? '–' : `${Math.round(v)}`);
-      return `${f(pick('server_cpu_pct'))} / ${f(pick('loadgen_busy_pct'))} / ${f(median(rs.map((r) => r.foreign_cpu_pct).filter((v) => typeof v === 'number')))}`;
+      // Server CPU per operation (round trip, delivery, connection): CPU share over rate.
+      const rateKey = c.metrics[0].fmt === 'rate' ? c.metrics[0].key : null;
+      const perOp = rateKey === null ? null : median(rs.map((r) => r.result).filter((j) => typeof j.server_cpu_pct === 'number' && j[rateKey] > 0).map((j) => (j.server_cpu_pct / 100) * 1e6 / j[rateKey]));
+      const cpuPerOp = perOp === null ? '' : ` · ${perOp < 10 ? perOp.toFixed(2) : perOp.toFixed(1)} µs/op`;
+      return `${f(pick('server_cpu_pct'))} / ${f(pick('loadgen_busy_pct'))} / ${f(median(rs.map((r) => r.foreign_cpu_pct).filter((v) => typeof v === 'number')))}${cpuPerOp}`;
     });
     L.push(`| ${c.id} | ${cells.join(' | ')} |`);
   }
