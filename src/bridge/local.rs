@@ -3,41 +3,20 @@
 //! connections written to while a batch is handled (corked: one write each when it ends).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::conn::{Conn, ConnId, Sent};
+use crate::conn::{Conn, ConnId, IdHash, Sent};
 use crate::event::{self, flag, kind, Event, Log};
 use crate::hub::fanout::Job;
 use crate::hub::Hub;
-
-/// Connection ids are sequential: a multiplicative mix spreads them over the table.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
 
 pub struct Local {
     pub hub: Arc<Hub>,
     /// Connections JS knows as open: added when their open event is handed over, removed
     /// with their close event.
-    conns: HashMap<ConnId, Arc<Conn>, BuildHasherDefault<IdHasher>>,
+    conns: HashMap<ConnId, Arc<Conn>, IdHash>,
     /// While JS handles a batch, sends are queued and written together by `uncork`, so the
     /// replies to a batch leave in one write per connection.
     corked: bool,

@@ -11,6 +11,7 @@ pub mod task;
 pub mod tls;
 
 use std::collections::VecDeque;
+use std::hash::Hasher;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,30 @@ use crate::protocol::route::RouteId;
 /// A connection id: unique for the life of the process, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+/// Connection ids are sequential: a multiplicative mix spreads them over the table.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Hashing for maps keyed by `ConnId` (cheaper than the default SipHash; ids are not chosen
+/// by peers, so there is nothing to defend against).
+pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Frames waiting to be written, in order.
 #[derive(Default)]

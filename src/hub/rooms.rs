@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::conn::ConnId;
+use crate::conn::{ConnId, IdHash};
 
 /// What a group holds: anything with a connection id.
 pub trait Member {
@@ -18,12 +18,12 @@ pub trait Member {
 /// A set of members with O(1) insert, remove, lookup and snapshot.
 pub struct Group<M> {
     members: Arc<Vec<M>>,
-    index: HashMap<ConnId, usize>,
+    index: HashMap<ConnId, usize, IdHash>,
 }
 
 impl<M> Default for Group<M> {
     fn default() -> Self {
-        Self { members: Arc::new(Vec::new()), index: HashMap::new() }
+        Self { members: Arc::new(Vec::new()), index: HashMap::default() }
     }
 }
 
@@ -83,12 +83,12 @@ impl<M: Member + Clone> Group<M> {
 /// Named rooms with the reverse index from member to rooms.
 pub struct Rooms<M> {
     rooms: HashMap<Arc<str>, Group<M>>,
-    of_member: HashMap<ConnId, Vec<Arc<str>>>,
+    of_member: HashMap<ConnId, Vec<Arc<str>>, IdHash>,
 }
 
 impl<M> Default for Rooms<M> {
     fn default() -> Self {
-        Self { rooms: HashMap::new(), of_member: HashMap::new() }
+        Self { rooms: HashMap::new(), of_member: HashMap::default() }
     }
 }
 
