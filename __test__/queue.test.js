@@ -355,11 +355,20 @@ test('a message sent to an id whose peer is already closing is queued, not lost'
   // connection can no longer send. A reply to that id must then be queued for its return.
   const { router, wsServer, stats } = queueRouter();
   const replies = [];
-  router.ws('/bye', (ws) => ws.on('message', (d) => replies.push(wsServer.sendTo(ws.id, `reply to ${d}`))));
+  let replied;
+  const reply = new Promise((resolve) => (replied = resolve));
+  router.ws('/bye', (ws) =>
+    ws.on('message', (d) => {
+      replies.push(wsServer.sendTo(ws.id, `reply to ${d}`));
+      replied();
+    })
+  );
   const { port, url } = await listen(router, t);
   const c = await rawClient(port, '/bye', { t, headers: { 'x-user': 'quinn' } });
   await c.write(clientFrame(0x1, 'bye'), clientFrame(0x8, Buffer.from([0x03, 0xe8])));
+  // The engine completes the close handshake on its own; JS may hear of the message after.
   await withTimeout(c.closed, 5000, 'the close handshake');
+  await withTimeout(reply, 5000, 'the message listener');
   assert.deepEqual(replies, [true], 'sendTo reported the reply as neither sent nor queued');
   assert.equal(stats().queuedMessages, 1);
   const back = await connectAs(url, t, 'quinn');
