@@ -143,15 +143,24 @@ test('the default maxBackpressure is 4 MiB', async (t) => {
   assert.ok(ws.bufferedAmount <= 4 * MiB + size + 10, `${ws.bufferedAmount} bytes queued`);
 });
 
-test('broadcasts skip a peer over the limit; readers get everything and the peer stays open', async (t) => {
-  const limit = 256 * KiB;
-  const { router, conns } = bpRouter({ maxBackpressure: limit }, { room: 'r' });
+/**
+ * Listens, then connects a raw peer that does not read ('stalled', paused) and a client that
+ * reads everything ('reader'); resolves once the server has both.
+ */
+async function stalledAndReader(t, router, conns) {
   const { url, port } = await listen(router, t);
   const raw = await rawClient(port, '/bp?name=stalled', { t });
   raw.socket.pause();
   const { ws: stalled } = await conns.get('stalled');
   const reader = await connectWithInbox(`${url}/bp?name=reader`, t);
   await conns.get('reader');
+  return { raw, stalled, reader };
+}
+
+test('broadcasts skip a peer over the limit; readers get everything and the peer stays open', async (t) => {
+  const limit = 256 * KiB;
+  const { router, conns } = bpRouter({ maxBackpressure: limit }, { room: 'r' });
+  const { raw, stalled, reader } = await stalledAndReader(t, router, conns);
 
   // 16 MB in rounds of 256 KiB; the next round only once the reader has the previous one, so
   // the reader is never over the limit itself.
@@ -197,12 +206,7 @@ test('broadcasts skip a peer over the limit; readers get everything and the peer
 test('closeOnBackpressureLimit closes a peer over the limit with 1008 "Slow consumer"; readers get everything', async (t) => {
   const limit = 256 * KiB;
   const { router, conns } = bpRouter({ maxBackpressure: limit, closeOnBackpressureLimit: true }, { room: 'r' });
-  const { url, port } = await listen(router, t);
-  const raw = await rawClient(port, '/bp?name=stalled', { t });
-  raw.socket.pause();
-  const { ws: stalled } = await conns.get('stalled');
-  const reader = await connectWithInbox(`${url}/bp?name=reader`, t);
-  await conns.get('reader');
+  const { raw, stalled, reader } = await stalledAndReader(t, router, conns);
 
   const size = 64 * KiB;
   const total = 256;

@@ -305,6 +305,29 @@ module.exports = {
   nextClose,
 };
 
+/** A wake-up for one waiter: `wait(ms)` resolves at the next `poke()`, or after `ms`. */
+function signal() {
+  let wake = null;
+  return {
+    poke() {
+      if (wake !== null) {
+        const w = wake;
+        wake = null;
+        w();
+      }
+    },
+    async wait(ms) {
+      let timer;
+      await new Promise((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, ms);
+      });
+      clearTimeout(timer);
+      wake = null;
+    },
+  };
+}
+
 /**
  * Buffers every message of a `ws` client from now on, so that none is lost between awaits
  * (ws emits a burst of messages synchronously). `take(n)` resolves with the next `n` as
@@ -315,14 +338,7 @@ module.exports = {
 function inbox(ws) {
   const items = [];
   let closed = null;
-  let wake = null;
-  const poke = () => {
-    if (wake !== null) {
-      const w = wake;
-      wake = null;
-      w();
-    }
-  };
+  const { poke, wait } = signal();
   ws.on('message', (data, isBinary) => {
     items.push({ data, isBinary });
     poke();
@@ -339,13 +355,7 @@ function inbox(ws) {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms with ${items.length} of ${n} messages`);
-      let timer;
-      await new Promise((resolve) => {
-        wake = resolve;
-        timer = setTimeout(resolve, left);
-      });
-      clearTimeout(timer);
-      wake = null;
+      await wait(left);
     }
     return items.splice(0, n);
   }
@@ -472,14 +482,7 @@ function rawClient(port, path, { headers = {}, t, timeoutMs = DEFAULT_TIMEOUT } 
   let buf = Buffer.alloc(0);
   let headDone = false;
   const frames = [];
-  let wake = null;
-  const poke = () => {
-    if (wake !== null) {
-      const w = wake;
-      wake = null;
-      w();
-    }
-  };
+  const { poke, wait } = signal();
   const closed = new Promise((resolve) => {
     socket.once('close', () => {
       resolve({ ended, at: performance.now() });
@@ -503,13 +506,7 @@ function rawClient(port, path, { headers = {}, t, timeoutMs = DEFAULT_TIMEOUT } 
         if (socket.destroyed || ended) throw new Error('the connection ended while waiting for a frame');
         const left = deadline - Date.now();
         if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for a frame`);
-        let timer;
-        await new Promise((resolve) => {
-          wake = resolve;
-          timer = setTimeout(resolve, left);
-        });
-        clearTimeout(timer);
-        wake = null;
+        await wait(left);
       }
       return frames.shift();
     },
