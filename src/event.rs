@@ -24,8 +24,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
 
 use crate::conn::ConnId;
 use crate::protocol::route::RouteId;
@@ -277,6 +277,12 @@ pub fn turn() {
     }
 }
 
+/// Tasks waiting for room in the queue, and the round of waiting they registered in.
+struct Waiting {
+    round: u64,
+    wakers: Vec<Waker>,
+}
+
 pub struct Events {
     me: Weak<Events>,
     /// Records pushed and not announced yet.
@@ -286,8 +292,10 @@ pub struct Events {
     /// Bytes of records not yet handed to JS (in the log or in the consumer's batch).
     pending: AtomicUsize,
     budget: usize,
-    /// Signalled when JS has drained the queue below its budget.
-    space: Notify,
+    /// Tasks that stopped reading because the queue is full, woken when JS drains it below its
+    /// budget. Wakers are kept here rather than in the tasks: an idle connection carries no
+    /// waiter for a condition that is rare.
+    waiting: Mutex<Waiting>,
     wake: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -300,7 +308,7 @@ impl Events {
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             budget,
-            space: Notify::new(),
+            waiting: Mutex::new(Waiting { round: 1, wakers: Vec::new() }),
             wake: OnceLock::new(),
         })
     }
@@ -414,15 +422,23 @@ impl Events {
         self.pending.load(Ordering::Relaxed) > self.budget
     }
 
-    /// Waits until the queue has room again.
-    pub async fn wait_for_space(&self) {
-        loop {
-            let notified = self.space.notified();
-            if !self.is_full() {
-                return;
-            }
-            notified.await;
+    /// Ready when the queue has room; otherwise the task is woken once JS has drained it below
+    /// its budget. `round` is the caller's memory of where it registered (start with 0): a task
+    /// polled again while full is not registered twice.
+    pub fn poll_space(&self, cx: &mut Context<'_>, round: &mut u64) -> Poll<()> {
+        if !self.is_full() {
+            return Poll::Ready(());
         }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked again under the lock `delivered` takes after lowering `pending`: no wake-up is lost.
+        if !self.is_full() {
+            return Poll::Ready(());
+        }
+        if *round != waiting.round {
+            waiting.wakers.push(cx.waker().clone());
+            *round = waiting.round;
+        }
+        Poll::Pending
     }
 
     /// Swaps everything logged so far into `batch`, which must have been read to its end
@@ -437,7 +453,12 @@ impl Events {
     pub fn delivered(&self, weight: usize) {
         let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
         if before > self.budget && before - weight <= self.budget {
-            self.space.notify_waiters();
+            let wakers = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                waiting.round += 1;
+                std::mem::take(&mut waiting.wakers)
+            };
+            wakers.into_iter().for_each(Waker::wake);
         }
     }
 
@@ -539,6 +560,37 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_task_waiting_for_room_is_registered_once_and_woken_when_js_drains() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let events = Events::new(100);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut round = 0;
+        assert!(events.poll_space(&mut cx, &mut round).is_ready());
+        let w = events.push_binary(ConnId(1), &[0; 200]);
+        assert!(events.poll_space(&mut cx, &mut round).is_pending());
+        assert!(events.poll_space(&mut cx, &mut round).is_pending());
+        assert_eq!(events.waiting.lock().unwrap().wakers.len(), 1, "polled twice, registered once");
+        let mut batch = Log::default();
+        events.take(&mut batch);
+        events.delivered(w);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(events.poll_space(&mut cx, &mut round).is_ready());
+        // Full again in a later round: the task registers anew.
+        let w = events.push_binary(ConnId(1), &[0; 200]);
+        assert!(events.poll_space(&mut cx, &mut round).is_pending());
+        events.take(&mut batch);
+        events.delivered(w);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The listening socket: accepts connections, runs the upgrade handshake with typed
 //! rejections, and starts a connection task for each accepted upgrade.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,25 +73,24 @@ async fn accept_loop(hub: Arc<Hub>, listener: Arc<TcpListener>, tls: Option<TlsA
                     let _ = stream.set_nodelay(true);
                     match &tls {
                         None => {
-                            tokio::spawn(handshake(guard, stream, peer));
+                            tokio::spawn(serve(handshake(guard, stream, peer)));
                         }
                         Some(acceptor) => {
-                            // Boxed: the connection runs in this task afterwards, and
-                            // should not carry the TLS handshake's state.
-                            let accept = Box::pin(acceptor.accept(stream));
-                            tokio::spawn(async move {
+                            let accept = acceptor.accept(stream);
+                            tokio::spawn(serve(async move {
                                 let deadline = tokio::time::Instant::now() + guard.hub.config.handshake_timeout();
                                 let mut abort = guard.hub.abort_handshakes.subscribe();
                                 // A failed, slow or aborted TLS handshake just drops the socket.
                                 let accepted = tokio::select! {
                                     biased;
-                                    _ = abort.changed() => return,
+                                    _ = abort.changed() => return None,
                                     r = tokio::time::timeout_at(deadline, accept) => r,
                                 };
-                                if let Ok(Ok(stream)) = accepted {
-                                    handshake(guard, stream, peer).await;
+                                match accepted {
+                                    Ok(Ok(stream)) => handshake(guard, stream, peer).await,
+                                    _ => None,
                                 }
-                            });
+                            }));
                         }
                     }
                 }
@@ -139,24 +139,32 @@ impl Upgrading for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-/// A connection whose handshake completed: what its loop runs with (`conn::task::run`).
+/// A connection whose handshake completed: what its loop starts with (`conn::task::start`).
 type Upgraded = (Arc<conn::Conn>, Arc<Hub>, Vec<u8>);
 
-/// Runs a handshake, then the connection, in the same task.
-async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketAddr) {
+/// Runs a handshake, then the connection, in one task. The handshake's future is boxed and
+/// freed when it ends: the task then carries only the connection's state, which is what an
+/// idle connection costs.
+fn serve<H>(handshake: H) -> impl Future<Output = ()> + Send + 'static
+where
+    H: Future<Output = Option<Upgraded>> + Send + 'static,
+{
+    let handshake = Box::pin(handshake);
+    async move {
+        let Some((conn, hub, early)) = handshake.await else { return };
+        conn::task::start(conn, hub, early).await;
+    }
+}
+
+/// Reads, checks and answers an upgrade request (or gives up when the server aborts
+/// handshakes). Returns the connection when it was upgraded.
+async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketAddr) -> Option<Upgraded> {
     crate::event::turn();
-    // Boxed, so that the handshake's state is freed before the connection runs.
-    let upgraded = Box::pin(async move {
-        let mut abort = guard.hub.abort_handshakes.subscribe();
-        tokio::select! {
-            biased;
-            _ = abort.changed() => None,
-            upgraded = upgrade(guard, stream, peer) => upgraded,
-        }
-    })
-    .await;
-    if let Some((conn, hub, early)) = upgraded {
-        conn::task::run(conn, hub, early).await;
+    let mut abort = guard.hub.abort_handshakes.subscribe();
+    tokio::select! {
+        biased;
+        _ = abort.changed() => None,
+        upgraded = upgrade(guard, stream, peer) => upgraded,
     }
 }
 
@@ -232,7 +240,7 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
     if let Some(s) = session.as_mut() {
         conn::tls::take_plaintext(s, &mut early);
     }
-    let conn = hub.register(Arc::new(io), session, route.route);
+    let conn = hub.register(io, session, route.route);
     drop(slot);
     drop(guard);
     info.conn = conn.id;

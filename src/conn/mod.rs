@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::hash::Hasher;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
@@ -224,7 +224,7 @@ pub struct Conn {
     pub id: ConnId,
     /// The route that accepted the connection.
     pub route: RouteId,
-    pub io: Arc<TcpStream>,
+    pub io: TcpStream,
     /// The TLS session of a wss:// connection (boxed: plain connections pay one pointer).
     /// Lock order: outbox, then TLS.
     pub tls: Option<Box<Mutex<rustls::ServerConnection>>>,
@@ -241,7 +241,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, route: RouteId, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>) -> Self {
+    pub fn new(id: ConnId, route: RouteId, io: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
         Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
     }
 

@@ -4,9 +4,10 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
 use super::{tls, Conn, Outbox};
@@ -58,160 +59,169 @@ struct Task {
     /// The last read filled the buffer: more is waiting, and other connections get a turn
     /// before this one reads again.
     busy: bool,
+    /// The close was reported (see `Drop`).
+    ended: bool,
 }
 
-/// Runs a connection to its end. `early` holds bytes read together with the handshake.
-pub async fn run(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false };
+/// Starts a connection whose handshake completed: `early` holds bytes read together with the
+/// handshake. The returned future runs it to its end.
+pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false, ended: false };
     if !early.is_empty() {
         t.input(&mut early);
     }
-    drop(early);
-    // Handles the select below borrows while `t` is mutated in its arms.
-    let (conn, hub) = (t.conn.clone(), t.hub.clone());
-    // Should this task ever panic, JS still gets the connection's close event.
-    let mut guard = PanicGuard { conn: conn.clone(), hub: hub.clone(), armed: true };
-    // The loop's state is scoped to it, so that it is gone (not kept beside the linger's)
-    // once the connection ends.
-    {
-        let mut close_deadline: Option<Instant> = None;
-        let mut last_buffered = 0;
-        let mut interval = t.hub.config.heartbeat_interval();
-        let mut next_ping = interval.map(|i| Instant::now() + i);
-        // The wake-up and the timer live across turns: a message costs no registration with the
-        // notifier or the timer wheel, only a deadline that changed re-arms the timer.
-        let wake = conn.wake.notified();
-        tokio::pin!(wake);
-        let sleep = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(sleep);
-        let mut armed: Option<Instant> = None;
+    run(t)
+}
 
-        loop {
-            event::turn();
-            if t.conn.is_terminated() {
-                t.state = State::Lost;
-            }
-            // Heartbeat settings changed at run time (the bridge wakes every connection).
-            let now_interval = t.hub.config.heartbeat_interval();
-            if now_interval != interval {
-                interval = now_interval;
-                next_ping = interval.map(|i| Instant::now() + i);
-                t.unanswered = None;
-            }
-            let (buffered, closing, want_write) = {
-                let mut out = t.conn.outbox();
-                if out.take_drained() {
-                    hub.events.push_record(kind::DRAIN, 0, 0, conn.id, &[]);
+/// The connection's loop. Its state is what an idle connection costs, so it is kept small:
+/// socket readiness and room in the event queue are polled (the wakers live in the socket's
+/// registration and the queue), not awaited through futures that would carry waiters here.
+/// An async block rather than an async fn: `t` is used where it was captured, where an async
+/// fn's argument would be moved into a second copy (216 bytes more per connection).
+#[allow(clippy::manual_async_fn)]
+fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        // The wake-up below borrows the connection while `t` is mutated in the select's arms.
+        let conn = t.conn.clone();
+        // The loop's state is scoped to it, so that it is gone (not kept beside the linger's)
+        // once the connection ends.
+        {
+            let mut close_deadline: Option<Instant> = None;
+            let mut last_buffered = 0;
+            let mut interval = t.hub.config.heartbeat_interval();
+            let mut next_ping = interval.map(|i| Instant::now() + i);
+            // The wake-up and the timer live across turns: a message costs no registration with the
+            // notifier or the timer wheel, only a deadline that changed re-arms the timer.
+            let wake = conn.wake.notified();
+            tokio::pin!(wake);
+            let sleep = tokio::time::sleep_until(Instant::now());
+            tokio::pin!(sleep);
+            let mut armed: Option<Instant> = None;
+            let mut space_round = 0;
+
+            loop {
+                event::turn();
+                if t.conn.is_terminated() {
+                    t.state = State::Lost;
                 }
-                (out.buffered(), out.is_closing(), conn.wants_write(&out))
-            };
-            let over_limit = buffered > hub.config.max_backpressure();
-            // While closing, frames queued before our close frame are still going out: the wait
-            // for the peer's close starts over as long as they make progress, so none is cut off.
-            if buffered < last_buffered {
-                if t.state == State::Closing {
-                    close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                let hub = &*t.hub;
+                // Heartbeat settings changed at run time (the bridge wakes every connection).
+                if hub.config.heartbeat_interval() != interval {
+                    interval = hub.config.heartbeat_interval();
+                    next_ping = interval.map(|i| Instant::now() + i);
+                    t.unanswered = None;
                 }
-                // The peer is taking data: it is alive, even if we do not read its pongs while
-                // it is over the backpressure limit.
-                t.unanswered = None;
-            }
-            last_buffered = buffered;
-            match t.state {
-                State::Open if closing => {
-                    t.state = State::Closing;
-                    // A peer that went silent will not answer our close either: give up sooner.
-                    let wait = if t.heartbeat_expired { interval.map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
-                    close_deadline = Some(Instant::now() + wait);
+                let (buffered, closing, want_write) = {
+                    let mut out = conn.outbox();
+                    if out.take_drained() {
+                        hub.events.push_record(kind::DRAIN, 0, 0, conn.id, &[]);
+                    }
+                    (out.buffered(), out.is_closing(), conn.wants_write(&out))
+                };
+                let over_limit = buffered > hub.config.max_backpressure();
+                // While closing, frames queued before our close frame are still going out: the wait
+                // for the peer's close starts over as long as they make progress, so none is cut off.
+                if buffered < last_buffered {
+                    if t.state == State::Closing {
+                        close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                    }
+                    // The peer is taking data: it is alive, even if we do not read its pongs while
+                    // it is over the backpressure limit.
+                    t.unanswered = None;
                 }
-                State::PeerClosed(..) | State::Failed(..) if !want_write => break,
-                State::Lost => break,
-                _ => {}
-            }
-            let may_read = matches!(t.state, State::Open | State::Closing);
-            // A peer whose queue is over the limit is not read from until it drains: whatever it
-            // sends (pings, requests) would only add to what it does not take.
-            let behind = conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
-            let read = may_read && !over_limit && !behind && !hub.events.is_full();
-            let interest = match (read, want_write) {
-                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-                (true, false) => Some(Interest::READABLE),
-                (false, true) => Some(Interest::WRITABLE),
-                (false, false) => None,
-            };
-            // One timer serves the close deadline, the next ping and the wait for an answer.
-            let answer_by = t.unanswered.filter(|_| interval.is_some()).map(|s| s + hub.config.heartbeat_timeout());
-            let open = t.state == State::Open;
-            let timer = [close_deadline, next_ping.filter(|_| open), answer_by.filter(|_| open)].into_iter().flatten().min();
-            if let Some(at) = timer.filter(|at| armed != Some(*at)) {
-                sleep.as_mut().reset(at);
-                armed = Some(at);
-            }
-            tokio::select! {
-                biased;
-                _ = &mut wake => wake.set(conn.wake.notified()),
-                ready = conn.io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
-                    match ready {
-                        Ok(r) => {
-                            if r.is_writable() || r.is_write_closed() {
-                                t.flush();
-                            }
-                            if read && (r.is_readable() || r.is_read_closed()) {
-                                t.read();
-                            }
+                last_buffered = buffered;
+                match t.state {
+                    State::Open if closing => {
+                        t.state = State::Closing;
+                        // A peer that went silent will not answer our close either: give up sooner.
+                        let wait = if t.heartbeat_expired { interval.map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
+                        close_deadline = Some(Instant::now() + wait);
+                    }
+                    State::PeerClosed(..) | State::Failed(..) if !want_write => break,
+                    State::Lost => break,
+                    _ => {}
+                }
+                let may_read = matches!(t.state, State::Open | State::Closing);
+                // A peer whose queue is over the limit is not read from until it drains: whatever it
+                // sends (pings, requests) would only add to what it does not take.
+                let behind = conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+                let queue_full = hub.events.is_full();
+                let read = may_read && !over_limit && !behind && !queue_full;
+                // One timer serves the close deadline, the next ping and the wait for an answer.
+                let answer_by = t.unanswered.filter(|_| interval.is_some()).map(|s| s + hub.config.heartbeat_timeout());
+                let open = t.state == State::Open;
+                let timer = [close_deadline, next_ping.filter(|_| open), answer_by.filter(|_| open)].into_iter().flatten().min();
+                if let Some(at) = timer.filter(|at| armed != Some(*at)) {
+                    sleep.as_mut().reset(at);
+                    armed = Some(at);
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut wake => wake.set(conn.wake.notified()),
+                    (readable, writable) = poll_fn(|cx| poll_ready(&conn.io, cx, read, want_write)), if read || want_write => {
+                        if writable {
+                            t.flush();
                         }
-                        Err(_) => t.state = State::Lost,
+                        if readable {
+                            t.read();
+                        }
+                    }
+                    _ = poll_fn(|cx| hub.events.poll_space(cx, &mut space_round)), if may_read && queue_full && !over_limit && !behind => {}
+                    _ = &mut sleep, if timer.is_some() => {
+                        armed = None;
+                        let now = Instant::now();
+                        if close_deadline.is_some_and(|d| d <= now) {
+                            t.state = State::Lost;
+                        } else if t.state == State::Open && answer_by.is_some_and(|d| d <= now) {
+                            t.expire();
+                        } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
+                            next_ping = t.ping();
+                        }
                     }
                 }
-                _ = hub.events.wait_for_space(), if may_read && !read && !over_limit && !behind => {}
-                _ = &mut sleep, if timer.is_some() => {
-                    armed = None;
-                    let now = Instant::now();
-                    if close_deadline.is_some_and(|d| d <= now) {
-                        t.state = State::Lost;
-                    } else if t.state == State::Open && answer_by.is_some_and(|d| d <= now) {
-                        t.expire();
-                    } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
-                        next_ping = t.ping();
-                    }
+                if std::mem::take(&mut t.busy) {
+                    tokio::task::yield_now().await;
+                } else {
+                    // Every turn counts against the scheduler's budget, whichever arm woke it, so a
+                    // connection that always has input cannot keep its worker from the others.
+                    tokio::task::consume_budget().await;
                 }
-            }
-            if std::mem::take(&mut t.busy) {
-                tokio::task::yield_now().await;
-            } else {
-                // Every turn counts against the scheduler's budget, whichever arm woke it, so a
-                // connection that always has input cannot keep its worker from the others.
-                tokio::task::consume_budget().await;
             }
         }
-    }
 
-    let (code, reason) = match std::mem::replace(&mut t.state, State::Lost) {
-        State::PeerClosed(code, reason) | State::Failed(code, reason) => (code, reason),
-        _ => (close::ABNORMAL_CLOSURE, String::new()),
-    };
-    guard.armed = false;
-    let id = t.conn.id;
-    let terminated = t.conn.is_terminated();
-    t.conn.outbox().kill();
-    // The hub forgets the connection when JS takes this event (bridge::drain).
-    t.hub.events.push_close(id, code, &reason);
-    if !terminated {
-        // Boxed: its state is allocated only by connections that are ending.
-        Box::pin(linger(&t.conn)).await;
+        let (code, reason) = match std::mem::replace(&mut t.state, State::Lost) {
+            State::PeerClosed(code, reason) | State::Failed(code, reason) => (code, reason),
+            _ => (close::ABNORMAL_CLOSURE, String::new()),
+        };
+        t.ended = true;
+        let terminated = conn.is_terminated();
+        conn.outbox().kill();
+        // The hub forgets the connection when JS takes this event (bridge::drain).
+        t.hub.events.push_close(conn.id, code, &reason);
+        if !terminated {
+            // Boxed: its state is allocated only by connections that are ending.
+            Box::pin(linger(&conn)).await;
+        }
     }
 }
 
-/// Reports a connection whose task unwound: its queue is dropped and JS gets `close` (1011).
-struct PanicGuard {
-    conn: Arc<Conn>,
-    hub: Arc<Hub>,
-    armed: bool,
+/// Which of the wanted directions the socket is ready for (closed and failed count as ready:
+/// the read or write that follows finds out). Wakers are kept in the socket's registration.
+fn poll_ready(io: &tokio::net::TcpStream, cx: &mut Context<'_>, read: bool, write: bool) -> Poll<(bool, bool)> {
+    let writable = write && io.poll_write_ready(cx).is_ready();
+    let readable = read && io.poll_read_ready(cx).is_ready();
+    if readable || writable {
+        Poll::Ready((readable, writable))
+    } else {
+        Poll::Pending
+    }
 }
 
-impl Drop for PanicGuard {
+/// Should a connection's task unwind (or be dropped unfinished with the runtime), JS still
+/// gets its close event.
+impl Drop for Task {
     fn drop(&mut self) {
-        if !self.armed {
+        if self.ended {
             return;
         }
         self.conn.outbox().kill();

@@ -179,7 +179,7 @@ impl Hub {
     }
 
     /// Registers the connection of an upgraded socket on `route`.
-    pub fn register(&self, io: Arc<TcpStream>, tls: Option<rustls::ServerConnection>, route: RouteId) -> Arc<Conn> {
+    pub fn register(&self, io: TcpStream, tls: Option<rustls::ServerConnection>, route: RouteId) -> Arc<Conn> {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let conn = Arc::new(Conn::new(id, route, io, tls));
         self.registry().all.insert(conn.clone());
