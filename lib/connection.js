@@ -17,7 +17,11 @@ ListenerTable.prototype = Object.create(null);
  * `pong (data)` and `drain`. Methods on a closed connection do nothing and return false.
  */
 class WebSocketConnection extends EventEmitter {
-  constructor(server, nid, info, routePattern) {
+  /**
+   * `req` is the upgrade request (see server.js `Request`): the connection reads its route
+   * and peer address from it, and hands it to error contexts.
+   */
+  constructor(server, nid, req, protocol) {
     // Rejections of async listeners are routed like thrown errors (see the method below).
     super({ captureRejections: true });
     // Listener table: a fast-mode object with no inherited keys, less than half the size of
@@ -30,13 +34,22 @@ class WebSocketConnection extends EventEmitter {
     this._rooms = undefined;
     // Events that arrive while the route's handlers have not yet run, replayed after.
     this._held = null;
-    // The upgrade request, for error contexts (see `_context`).
-    this._req = null;
+    this._req = req;
     this.readyState = OPEN;
-    this.route = routePattern;
-    this.protocol = info.protocol;
-    this.remoteAddress = info.remoteAddress;
-    this.remotePort = info.remotePort;
+    this.protocol = protocol;
+  }
+
+  /** The route pattern that accepted the connection. */
+  get route() {
+    return this._req.route;
+  }
+
+  get remoteAddress() {
+    return this._req.remoteAddress;
+  }
+
+  get remotePort() {
+    return this._req.remotePort;
   }
 
   /** A UUID v4, created on first use. */
@@ -199,7 +212,7 @@ class WebSocketConnection extends EventEmitter {
    */
   get _context() {
     const req = this._req;
-    return req === null ? { route: this.route, params: {}, query: {} } : { route: this.route, params: req.params, query: req.query, req };
+    return { route: req.route, params: req.params, query: req.query, req };
   }
 
   /** A snapshot of the connection's state. */

@@ -329,7 +329,10 @@ class Server extends EventEmitter {
     for (let at = 0; at < filled; ) {
       const word = u32[at >> 2];
       const len = u32[(at >> 2) + 1];
-      const nid = f64[(at >> 3) + 1];
+      // Ids in int32 range are kept as small integers: a double would be boxed, once in the
+      // ws object and once as the key of the connection map.
+      let nid = f64[(at >> 3) + 1];
+      if (nid <= 0x7fffffff) nid |= 0;
       const start = at + 16;
       at = start + ((len + 7) & ~7);
       const kind = word & 0xff;
@@ -416,7 +419,8 @@ class Server extends EventEmitter {
 
   _onOpen(nid, info) {
     const entry = this._routesById[info.route];
-    const ws = new WebSocketConnection(this, nid, info, entry.pattern);
+    const req = buildRequest(info, entry);
+    const ws = new WebSocketConnection(this, nid, req, info.protocol);
     ws._held = HOLDING;
     this._conns.set(nid, ws);
     if (this._shutdown) {
@@ -425,8 +429,6 @@ class Server extends EventEmitter {
       this._release(ws);
       return;
     }
-    const req = buildRequest(info, entry);
-    ws._req = req;
     const identify = this._router._wsOptions.identify;
     if (identify !== null) {
       try {
@@ -583,7 +585,7 @@ function readRequest(arena, at, offered) {
     remotePort,
     method: method(str(true)),
     url: str(false),
-    remoteAddress: str(true),
+    remoteAddress: sameAddress(str(true)),
     protocol: str(true),
     rawHeaders: str(true),
     params: null,
@@ -603,6 +605,15 @@ function readRequest(arena, at, offered) {
 
 const NO_PAIRS = Object.freeze([]);
 
+// Connections often come from one address (a proxy, a load balancer, a NAT): the address of
+// the previous connection is kept, and an equal one shares its string.
+let lastAddress = '';
+
+function sameAddress(address) {
+  if (address === lastAddress) return lastAddress;
+  return (lastAddress = address);
+}
+
 /** The usual method is one shared string, not one per connection. */
 function method(m) {
   return m === 'GET' ? 'GET' : m;
@@ -621,8 +632,9 @@ class Request {
     const url = info.url;
     const q = url.indexOf('?');
     this.method = info.method;
-    this.url = url;
-    this.path = q === -1 ? url : url.slice(0, q);
+    // A URL that is the route's own pattern is that string, not a copy per connection.
+    this.url = url === entry.pattern ? entry.pattern : url;
+    this.path = q === -1 ? this.url : url.slice(0, q);
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.route = entry.pattern;
