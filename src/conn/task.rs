@@ -61,12 +61,14 @@ struct Task {
     busy: bool,
     /// The close was reported (see `Drop`).
     ended: bool,
+    /// The peer closed its side of the TCP connection (plain TCP): nothing is left to linger for.
+    peer_closed_tcp: bool,
 }
 
 /// Starts a connection whose handshake completed: `early` holds bytes read together with the
 /// handshake. The returned future runs it to its end.
 pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false, ended: false };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false, ended: false, peer_closed_tcp: false };
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -198,7 +200,9 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
         conn.outbox().kill();
         // The hub forgets the connection when JS takes this event (bridge::drain).
         t.hub.events.push_close(conn.id, code, &reason);
-        if !terminated {
+        // A peer that closed first has what we sent; closing the socket now sends our FIN
+        // (nothing unread is left to turn it into a reset).
+        if !terminated && !t.peer_closed_tcp {
             // Boxed: its state is allocated only by connections that are ending.
             Box::pin(linger(&conn)).await;
         }
@@ -247,6 +251,7 @@ impl Task {
                 match self.conn.io.try_read(&mut buf) {
                     Ok(0) => {
                         self.state = State::Lost;
+                        self.peer_closed_tcp = true;
                         return;
                     }
                     Ok(n) => {
