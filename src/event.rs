@@ -27,16 +27,15 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::conn::ConnId;
+use crate::protocol::handshake::Request;
 use crate::protocol::route::RouteId;
 
-/// What JS learns about a new connection.
-#[derive(Debug, Clone)]
-pub struct OpenInfo {
-    pub conn: ConnId,
+/// What JS learns about a new connection: the request borrowed from the bytes read, and
+/// what the handshake made of it.
+#[derive(Debug)]
+pub struct OpenInfo<'a> {
     pub route: RouteId,
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
+    pub request: &'a Request<'a>,
     pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
     pub remote: SocketAddr,
@@ -140,20 +139,24 @@ pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[Stri
     }
     u32le(out, info.route.0 as usize);
     u32le(out, info.remote.port() as usize);
-    string(out, info.method.as_bytes());
-    string(out, info.target.as_bytes());
-    string(out, info.remote.ip().to_string().as_bytes());
+    string(out, info.request.method.as_bytes());
+    string(out, info.request.target.as_bytes());
+    let at = out.len();
+    u32le(out, 0);
+    write_ip(out, info.remote.ip());
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     string(out, info.protocol.as_deref().unwrap_or("").as_bytes());
     let at = out.len();
     u32le(out, 0);
-    for (n, (name, value)) in info.headers.iter().enumerate() {
+    for (n, h) in info.request.headers.iter().enumerate() {
         if n > 0 {
             out.push(0);
         }
-        out.extend_from_slice(name.as_bytes());
+        out.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
         out.push(0);
         // Header values are Latin-1 (as Node's http module reads them): one byte each.
-        out.extend(value.chars().map(|c| c as u32 as u8));
+        out.extend_from_slice(h.value);
     }
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
@@ -163,6 +166,31 @@ pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[Stri
         u32le(out, offered.len());
         for p in offered {
             string(out, p.as_bytes());
+        }
+    }
+}
+
+/// Writes an address as text (IPv4 by hand: formatting one through `Display` costs more than
+/// the rest of the record).
+fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -476,6 +504,15 @@ impl Events {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn addresses_as_text() {
+        for ip in ["0.0.0.0", "10.200.3.255", "192.168.100.9", "::1", "::ffff:127.0.0.1", "2001:db8::8a2e:370:7334"] {
+            let mut out = Vec::new();
+            write_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), ip);
+        }
+    }
 
     fn records(log: &Log) -> Vec<(u8, u8, u64, Vec<u8>)> {
         let mut out = Vec::new();

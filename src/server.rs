@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::config::MAX_HEADER_BYTES;
-use crate::conn::{self, ConnId};
+use crate::conn;
 use crate::event::{kind, OpenInfo};
 use crate::hub::{Decision, Hub};
 use crate::protocol::handshake::{self, Rejection};
@@ -178,12 +178,15 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
     let hub = guard.hub.clone();
     let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
     let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
-    let (buf, req, head_len) = match outcome {
+    let (buf, head_len) = match outcome {
         Ok(Ok(Some(r))) => r,
         Ok(Err(rejection)) => return refuse(stream, rejection).await,
         // Timed out, or the peer left: nothing to answer.
         _ => return None,
     };
+    // The head is complete (`read_head` found its end): parsed once more, borrowing the
+    // buffer, so that no header is copied until it is written for JS.
+    let Ok(Some((req, _))) = handshake::parse(&buf[..head_len]) else { return None };
     let Some(route) = hub.find_route(req.path()) else {
         return refuse(stream, Rejection::NotFound).await;
     };
@@ -194,28 +197,18 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
         Ok(u) => u,
         Err(rejection) => return refuse(stream, rejection).await,
     };
-    if !hub.config.origin_allowed(req.header("origin")) {
+    if !hub.config.origin_allowed(req.header("origin").map(handshake::latin1).as_deref()) {
         return refuse(stream, Rejection::Status(403, "Origin not allowed".into())).await;
     }
     let Some(slot) = hub.reserve_slot(hub.config.max_connections()) else {
         return refuse(stream, Rejection::Status(503, "Too many connections".into())).await;
     };
-    let query = parse_query(req.query());
-    let mut info = Box::new(OpenInfo {
-        conn: ConnId(0),
-        route: route.route,
-        method: req.method,
-        target: req.target,
-        headers: req.headers,
-        params: route.params,
-        query,
-        remote: peer,
-        protocol: None,
-    });
+    let route_id = route.route;
+    let mut info = OpenInfo { route: route_id, request: &req, params: route.params, query: parse_query(req.query()), remote: peer, protocol: None };
     let ask_protocols = !upgrade.protocols.is_empty() && hub.config.negotiates_protocols();
     if hub.config.verifies() || ask_protocols {
         let offered = if ask_protocols { upgrade.protocols } else { Vec::new() };
-        let (ticket, rx) = hub.ask(info.clone(), offered);
+        let (ticket, rx) = hub.ask(&info, &offered);
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Decision::Accept(p))) => info.protocol = p,
             Ok(Ok(Decision::Reject(status, body))) => {
@@ -230,27 +223,27 @@ async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: Socke
             }
         }
     }
-    let response = handshake::response_101(&upgrade.accept, info.protocol.as_deref());
+    let mut response = Vec::new();
+    handshake::response_101(&mut response, &upgrade.accept, info.protocol.as_deref());
     if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
         return None;
     }
+    drop(response);
     let mut early = buf[head_len..].to_vec();
-    drop(buf);
     let (io, mut session) = stream.into_parts();
     if let Some(s) = session.as_mut() {
         conn::tls::take_plaintext(s, &mut early);
     }
-    let conn = hub.register(io, session, route.route);
+    let conn = hub.register(io, session, route_id);
     drop(slot);
     drop(guard);
-    info.conn = conn.id;
     hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
     Some((conn, hub, early))
 }
 
-/// Reads until the end of the request head, parsing as bytes arrive so that garbage is
-/// refused at once. Returns the bytes read, the request and the head's length.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(Vec<u8>, handshake::Request, usize)>, Rejection> {
+/// Reads until the end of the request head, checking it as bytes arrive so that garbage is
+/// refused at once. Returns the bytes read and the head's length.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(Vec<u8>, usize)>, Rejection> {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::with_capacity(1024);
     loop {
@@ -262,8 +255,8 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(Vec<u
             Ok(_) => {}
         }
         let window = &buf[..buf.len().min(MAX_HEADER_BYTES)];
-        match handshake::parse(window)? {
-            Some((req, head_len)) => return Ok(Some((buf, req, head_len))),
+        match handshake::head_len(window)? {
+            Some(head_len) => return Ok(Some((buf, head_len))),
             None if buf.len() >= MAX_HEADER_BYTES => return Err(Rejection::HeadersTooLarge),
             None => {}
         }

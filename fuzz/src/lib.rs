@@ -190,6 +190,7 @@ pub fn frame_reader(data: &[u8]) {
 /// key; every rejection renders a well-formed response with a matching Content-Length.
 pub fn handshake(data: &[u8]) {
     let parsed = handshake::parse(data);
+    assert_eq!(handshake::head_len(data), parsed.as_ref().map(|p| p.as_ref().map(|(_, n)| *n)).map_err(Clone::clone), "head_len and parse disagree");
     let req = match parsed {
         Ok(None) => return,
         Err(rejection) => return check_rejection(&rejection),
@@ -205,12 +206,13 @@ pub fn handshake(data: &[u8]) {
     match handshake::check(&req) {
         Ok(up) => {
             assert_eq!(req.method, "GET");
-            let key = req.header("sec-websocket-key").expect("accepted without a key").trim();
-            assert_eq!(up.accept, handshake::accept_key(key.as_bytes()));
+            let key = req.header("sec-websocket-key").expect("accepted without a key").trim_ascii();
+            assert_eq!(up.accept, handshake::accept_key(key));
             for p in &up.protocols {
                 assert!(!p.is_empty() && !p.contains(',') && p.trim() == p, "subprotocol {p:?}");
             }
-            let resp = handshake::response_101(&up.accept, up.protocols.first().map(String::as_str));
+            let mut resp = Vec::new();
+            handshake::response_101(&mut resp, &up.accept, up.protocols.first().map(String::as_str));
             assert!(resp.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n") && resp.ends_with(b"\r\n\r\n"));
         }
         Err(rejection) => check_rejection(&rejection),

@@ -155,14 +155,12 @@ impl Hub {
         self.registry().all.len() + self.handshakes.load(Ordering::Acquire)
     }
 
-    /// Asks JS to decide on a handshake; the answer comes through `decide`. `info.conn` is
-    /// replaced by the ticket.
-    pub fn ask(&self, mut info: Box<crate::event::OpenInfo>, offered: Vec<String>) -> (u64, oneshot::Receiver<Decision>) {
+    /// Asks JS to decide on a handshake; the answer comes through `decide`.
+    pub fn ask(&self, info: &crate::event::OpenInfo, offered: &[String]) -> (u64, oneshot::Receiver<Decision>) {
         let ticket = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.decisions.lock().unwrap_or_else(|e| e.into_inner()).insert(ticket, tx);
-        info.conn = ConnId(ticket);
-        self.events.push_request(crate::event::kind::VERIFY, ticket, &info, Some(&offered));
+        self.events.push_request(crate::event::kind::VERIFY, ticket, info, Some(offered));
         (ticket, rx)
     }
 

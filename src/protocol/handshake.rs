@@ -9,44 +9,60 @@ use sha1::{Digest, Sha1};
 pub const MAX_HEADERS: usize = 128;
 const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// A parsed request head. Header names are lower-case; values are decoded as latin1,
-/// as Node does, so no byte is lost.
+/// One request header, borrowed from the bytes read: the name as sent (compare it with
+/// `eq_ignore_ascii_case`), the value as raw bytes (Latin-1, as Node reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a [u8],
+}
+
+/// A parsed request head, borrowed from the bytes read: parsing copies no string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
+pub struct Request<'a> {
+    pub method: &'a str,
     /// The request target as sent: path and query.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
+    pub target: &'a str,
+    pub headers: Vec<Header<'a>>,
     /// HTTP minor version: 1 for HTTP/1.1.
     pub minor_version: u8,
 }
 
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+impl<'a> Request<'a> {
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n == name).count()
+        self.values(name).count()
     }
 
     /// All comma-separated tokens of every header called `name`, trimmed.
-    fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .flat_map(|(_, v)| v.split(','))
-            .map(str::trim)
+    fn tokens<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.values(name).flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii)
     }
 
     /// The path part of the target (before `?`).
-    pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(self.target.as_str(), |(p, _)| p)
+    pub fn path(&self) -> &'a str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
     }
 
     /// The query string (after `?`), empty when there is none.
-    pub fn query(&self) -> &str {
+    pub fn query(&self) -> &'a str {
         self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// A header value as text: Latin-1, one char per byte (borrowed when it is ASCII).
+pub fn latin1(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if bytes.is_ascii() => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
     }
 }
 
@@ -121,40 +137,42 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
-}
-
 /// Parses a request head from `buf`. `Ok(None)`: incomplete, read more (the caller enforces
 /// the size limit). `Ok(Some((req, n)))`: the head took `n` bytes; anything after it already
 /// belongs to the WebSocket stream.
-pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
+pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, Rejection> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
+    let Some(n) = head(&mut req, buf)? else { return Ok(None) };
+    Ok(Some((
+        Request {
+            method: req.method.unwrap_or_default(),
+            target: req.path.unwrap_or_default(),
+            headers: req.headers.iter().map(|h| Header { name: h.name, value: h.value }).collect(),
+            minor_version: req.version.unwrap_or(0),
+        },
+        n,
+    )))
+}
+
+/// The length of the request head at the start of `buf`, once it is complete; the same
+/// checks as `parse`, without building the request.
+pub fn head_len(buf: &[u8]) -> Result<Option<usize>, Rejection> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    head(&mut httparse::Request::new(&mut slots), buf)
+}
+
+fn head<'h, 'b: 'h>(req: &mut httparse::Request<'h, 'b>, buf: &'b [u8]) -> Result<Option<usize>, Rejection> {
     let n = match req.parse(buf) {
         Ok(httparse::Status::Partial) => return Ok(None),
         Ok(httparse::Status::Complete(n)) => n,
         Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeadersTooLarge),
         Err(_) => return Err(Rejection::BadRequest("Malformed HTTP request")),
     };
-    let target = req.path.unwrap_or_default();
-    if !target.starts_with('/') {
+    if !req.path.unwrap_or_default().starts_with('/') {
         return Err(Rejection::BadRequest("Request target must be a path"));
     }
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), latin1(h.value)))
-        .collect();
-    Ok(Some((
-        Request {
-            method: req.method.unwrap_or_default().to_owned(),
-            target: target.to_owned(),
-            headers,
-            minor_version: req.version.unwrap_or(0),
-        },
-        n,
-    )))
+    Ok(Some(n))
 }
 
 /// Whether the client asked for an upgrade at all (an `Upgrade` header is present).
@@ -166,10 +184,16 @@ pub fn wants_upgrade(req: &Request) -> bool {
 /// What a valid upgrade request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgrade {
-    pub accept: String,
+    /// `Sec-WebSocket-Accept`: base64 of a SHA-1 digest.
+    pub accept: [u8; ACCEPT_LEN],
     /// Offered subprotocols, in the client's order.
     pub protocols: Vec<String>,
 }
+
+/// Length of a `Sec-WebSocket-Accept` value.
+pub const ACCEPT_LEN: usize = 28;
+/// Length of a valid `Sec-WebSocket-Key`: base64 of 16 bytes, padded.
+const KEY_LEN: usize = 24;
 
 /// Checks an upgrade request against RFC 6455 §4.2.1.
 pub fn check(req: &Request) -> Result<Upgrade, Rejection> {
@@ -179,33 +203,32 @@ pub fn check(req: &Request) -> Result<Upgrade, Rejection> {
     if req.minor_version < 1 {
         return Err(Rejection::BadRequest("WebSocket upgrade requires HTTP/1.1"));
     }
-    if !req.tokens("upgrade").any(|t| t.eq_ignore_ascii_case("websocket")) {
+    if !req.tokens("upgrade").any(|t| t.eq_ignore_ascii_case(b"websocket")) {
         return Err(Rejection::BadRequest("Invalid Upgrade header"));
     }
-    if !req.tokens("connection").any(|t| t.eq_ignore_ascii_case("upgrade")) {
+    if !req.tokens("connection").any(|t| t.eq_ignore_ascii_case(b"upgrade")) {
         return Err(Rejection::BadRequest("Invalid Connection header"));
     }
-    if req.count("sec-websocket-version") != 1 || req.header("sec-websocket-version").map(str::trim) != Some("13") {
+    if req.count("sec-websocket-version") != 1 || req.header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
         return Err(Rejection::UpgradeRequired("Unsupported WebSocket version"));
     }
     let key = match (req.count("sec-websocket-key"), req.header("sec-websocket-key")) {
-        (1, Some(k)) => k.trim(),
+        (1, Some(k)) => k.trim_ascii(),
         _ => return Err(Rejection::BadRequest("Invalid Sec-WebSocket-Key header")),
     };
-    match B64.decode(key) {
-        Ok(raw) if raw.len() == 16 => {}
-        _ => return Err(Rejection::BadRequest("Invalid Sec-WebSocket-Key header")),
+    let mut raw = [0u8; KEY_LEN * 3 / 4];
+    if key.len() != KEY_LEN || B64.decode_slice(key, &mut raw) != Ok(16) {
+        return Err(Rejection::BadRequest("Invalid Sec-WebSocket-Key header"));
     }
     let mut protocols: Vec<String> = Vec::new();
-    if req.count("sec-websocket-protocol") > 0 {
-        for p in req.tokens("sec-websocket-protocol") {
-            if p.is_empty() || !p.bytes().all(is_token_byte) || protocols.iter().any(|q| q == p) {
-                return Err(Rejection::BadRequest("Invalid Sec-WebSocket-Protocol header"));
-            }
-            protocols.push(p.to_owned());
+    for p in req.tokens("sec-websocket-protocol") {
+        if p.is_empty() || !p.iter().copied().all(is_token_byte) || protocols.iter().any(|q| q.as_bytes() == p) {
+            return Err(Rejection::BadRequest("Invalid Sec-WebSocket-Protocol header"));
         }
+        // Token bytes are ASCII.
+        protocols.push(p.iter().map(|&b| b as char).collect());
     }
-    Ok(Upgrade { accept: accept_key(key.as_bytes()), protocols })
+    Ok(Upgrade { accept: accept_key(key), protocols })
 }
 
 /// RFC 7230 token characters, which a subprotocol name must consist of.
@@ -214,64 +237,72 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).
-pub fn accept_key(key: &[u8]) -> String {
+pub fn accept_key(key: &[u8]) -> [u8; ACCEPT_LEN] {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(WS_GUID);
-    B64.encode(sha.finalize())
+    let mut out = [0u8; ACCEPT_LEN];
+    let n = B64.encode_slice(sha.finalize(), &mut out).expect("a SHA-1 digest is 28 base64 bytes");
+    debug_assert_eq!(n, ACCEPT_LEN);
+    out
 }
 
-/// The 101 response completing the handshake.
-pub fn response_101(accept: &str, protocol: Option<&str>) -> Vec<u8> {
-    let mut r = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
-    );
+/// Appends the 101 response completing the handshake to `out`.
+pub fn response_101(out: &mut Vec<u8>, accept: &[u8], protocol: Option<&str>) {
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    out.reserve(HEAD.len() + accept.len() + 4 + protocol.map_or(0, |p| p.len() + 26));
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(accept);
+    out.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
-        r.push_str("Sec-WebSocket-Protocol: ");
-        r.push_str(p);
-        r.push_str("\r\n");
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    r.push_str("\r\n");
-    r.into_bytes()
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn req(extra: &str) -> Request {
+    /// Checks a request with these extra header lines.
+    fn checked(extra: &str) -> Result<Upgrade, Rejection> {
         let raw = format!("GET /chat?x=1 HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
-        parse(raw.as_bytes()).unwrap().unwrap().0
+        check(&parse(raw.as_bytes()).unwrap().unwrap().0)
     }
 
     const GOOD: &str = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(&accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
     fn valid_upgrade() {
-        let r = req(GOOD);
+        let raw = format!("GET /chat?x=1 HTTP/1.1\r\nHost: a\r\n{GOOD}\r\n");
+        let (r, n) = parse(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, raw.len());
+        assert_eq!(head_len(raw.as_bytes()), Ok(Some(n)));
         assert_eq!(r.path(), "/chat");
         assert_eq!(r.query(), "x=1");
+        assert_eq!(r.header("SEC-WEBSOCKET-VERSION"), Some(&b"13"[..]));
         let up = check(&r).unwrap();
-        assert_eq!(up.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(&up.accept, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert!(up.protocols.is_empty());
-        let r = req(&format!("{GOOD}Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Protocol: v2\r\n"));
-        assert_eq!(check(&r).unwrap().protocols, vec!["chat", "superchat", "v2"]);
+        let up = checked(&format!("{GOOD}Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Protocol: v2\r\n")).unwrap();
+        assert_eq!(up.protocols, vec!["chat", "superchat", "v2"]);
     }
 
     #[test]
     fn case_insensitive_tokens() {
-        let r = req("upgrade: WebSocket\r\nconnection: UPGRADE\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n");
-        assert!(check(&r).is_ok());
+        assert!(checked("upgrade: WebSocket\r\nconnection: UPGRADE\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n").is_ok());
     }
 
     #[test]
     fn rejections() {
-        let bad = |extra: &str| check(&req(extra)).unwrap_err().status();
+        let bad = |extra: &str| checked(extra).unwrap_err().status();
         assert_eq!(bad(&GOOD.replace("websocket", "h2c")), 400);
         assert_eq!(bad(&GOOD.replace("keep-alive, Upgrade", "keep-alive")), 400);
         assert_eq!(bad(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")), 400);
@@ -279,10 +310,13 @@ mod tests {
         assert_eq!(bad(&GOOD.replace("Version: 13", "Version: 8")), 426);
         assert_eq!(bad(&GOOD.replace("Sec-WebSocket-Version: 13\r\n", "")), 426);
         assert_eq!(bad(&format!("{GOOD}Sec-WebSocket-Protocol: a, , b\r\n")), 400);
-        let post = parse(format!("POST / HTTP/1.1\r\n{GOOD}\r\n").as_bytes()).unwrap().unwrap().0;
-        assert_eq!(check(&post).unwrap_err().status(), 405);
-        let old = parse(format!("GET / HTTP/1.0\r\n{GOOD}\r\n").as_bytes()).unwrap().unwrap().0;
-        assert_eq!(check(&old).unwrap_err().status(), 400);
+        assert_eq!(bad(&format!("{GOOD}Sec-WebSocket-Protocol: a, b, a\r\n")), 400);
+        assert_eq!(bad(&format!("{GOOD}Sec-WebSocket-Protocol: caf\u{e9}\r\n")), 400);
+        assert_eq!(bad(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ")), 400);
+        assert_eq!(bad(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ==AAAA")), 400);
+        let status = |head: &str| check(&parse(head.as_bytes()).unwrap().unwrap().0).unwrap_err().status();
+        assert_eq!(status(&format!("POST / HTTP/1.1\r\n{GOOD}\r\n")), 405);
+        assert_eq!(status(&format!("GET / HTTP/1.0\r\n{GOOD}\r\n")), 400);
     }
 
     #[test]
@@ -293,6 +327,9 @@ mod tests {
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("h{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 431);
+        assert_eq!(head_len(raw.as_bytes()).unwrap_err().status(), 431);
+        assert_eq!(head_len(b"GET * HTTP/1.1\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(head_len(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
     }
 
     #[test]
@@ -300,7 +337,11 @@ mod tests {
         let r = String::from_utf8(Rejection::UpgradeRequired("Upgrade Required").response()).unwrap();
         assert!(r.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(r.contains("Sec-WebSocket-Version: 13\r\n"));
-        let ok = String::from_utf8(response_101("abc", Some("chat"))).unwrap();
+        let mut ok = Vec::new();
+        response_101(&mut ok, b"abc", Some("chat"));
+        let ok = String::from_utf8(ok).unwrap();
+        assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(ok.contains("Sec-WebSocket-Accept: abc\r\n"));
         assert!(ok.contains("Sec-WebSocket-Protocol: chat\r\n"));
         assert!(ok.ends_with("\r\n\r\n"));
     }
