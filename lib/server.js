@@ -53,10 +53,12 @@ class Server extends EventEmitter {
     this._router = router;
     this._onEventsBound = () => this._onEvents();
     this._native = new NativeServer(this._onEventsBound);
-    // The per-message sends, as plain functions (cheaper to call than methods).
+    // The per-message sends and the admission of each connection, as plain functions
+    // (cheaper to call than methods).
     const fast = this._native.fastPath();
     this._sendText = fast.sendText;
     this._sendBinary = fast.sendBinary;
+    this._admit = fast.admit;
     this._arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
     this._arenaU32 = new Uint32Array(this._arena.buffer, 0, ARENA_BYTES >> 2);
     this._arenaF64 = new Float64Array(this._arena.buffer, 0, ARENA_BYTES >> 3);
@@ -506,7 +508,7 @@ class Server extends EventEmitter {
     if (held === null) return;
     ws._held = null;
     // Admitted: broadcasts to everyone and to its route reach it from now on.
-    if (ws.readyState === OPEN) this._native.admit(ws._nid);
+    if (ws.readyState === OPEN) this._admit(ws._nid);
     for (let i = 0; i < held.length; i += 3) this._deliver(ws, held[i], held[i + 1], held[i + 2]);
   }
 

@@ -1,7 +1,8 @@
-//! The per-message sends as plain N-API functions. They are the hottest calls JS makes, so
-//! they skip the class machinery of generated methods (unwrapping `this`, borrow tracking)
-//! and the allocation of a `String` per message: each function carries the server's JS-thread
-//! state as its data pointer, and a string is encoded into a reused buffer.
+//! The per-message sends, and the admission of each new connection, as plain N-API functions.
+//! They are the hottest calls JS makes, so they skip the class machinery of generated methods
+//! (unwrapping `this` and borrow tracking cost more than a small send) and the allocation of
+//! a `String` per message: each function carries the server's JS-thread state as its data
+//! pointer, and a string is encoded into a reused buffer.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -21,13 +22,14 @@ const SCRATCH_UNITS: usize = 64 * 1024;
 
 type State = Rc<RefCell<Local>>;
 
-/// `{ sendText(id, string), sendBinary(id, bytes) }` bound to `state`; both return whether
-/// the frame was taken without passing the backpressure limit (see `Local::send`).
+/// `{ sendText(id, string), sendBinary(id, bytes), admit(id) }` bound to `state`. The sends
+/// return whether the frame was taken without passing the backpressure limit (see
+/// `Local::send`); `admit` is `Hub::admit`.
 pub fn functions(env: sys::napi_env, state: &State) -> napi::Result<sys::napi_value> {
     unsafe {
         let mut obj = ptr::null_mut();
         check(sys::napi_create_object(env, &mut obj))?;
-        for (name, cb) in [(c"sendText", send_text as unsafe extern "C" fn(_, _) -> _), (c"sendBinary", send_binary)] {
+        for (name, cb) in [(c"sendText", send_text as unsafe extern "C" fn(_, _) -> _), (c"sendBinary", send_binary), (c"admit", admit)] {
             let data = Box::into_raw(Box::new(state.clone())) as *mut c_void;
             let mut f = ptr::null_mut();
             if let Err(e) = check(sys::napi_create_function(env, name.as_ptr(), -1, Some(cb), data, &mut f)) {
@@ -57,19 +59,20 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
     drop(Box::from_raw(data as *mut State));
 }
 
-/// The call's two arguments and its state; None if N-API refuses.
-unsafe fn args<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, f64, sys::napi_value)> {
-    let mut argc = 2usize;
-    let mut argv = [ptr::null_mut(); 2];
+/// The call's state, its first argument (a connection id) and its `N - 1` others; None if
+/// N-API refuses or arguments are missing.
+unsafe fn args<'a, const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, f64, [sys::napi_value; N])> {
+    let mut argc = N;
+    let mut argv = [ptr::null_mut(); N];
     let mut data = ptr::null_mut();
-    if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) != sys::Status::napi_ok || data.is_null() || argc < 2 {
+    if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) != sys::Status::napi_ok || data.is_null() || argc < N {
         return None;
     }
     let mut id = 0.0;
     if sys::napi_get_value_double(env, argv[0], &mut id) != sys::Status::napi_ok {
         return None;
     }
-    Some((&*(data as *const State), id, argv[1]))
+    Some((&*(data as *const State), id, argv))
 }
 
 unsafe fn boolean(env: sys::napi_env, v: bool) -> sys::napi_value {
@@ -85,7 +88,7 @@ fn guarded(f: impl FnOnce() -> bool) -> bool {
 
 unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let sent = guarded(|| {
-        let Some((state, id, value)) = args(env, info) else { return false };
+        let Some((state, id, [_, value])) = args::<2>(env, info) else { return false };
         let Ok(mut local) = state.try_borrow_mut() else { return false };
         let mut units = 0usize;
         if sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) != sys::Status::napi_ok {
@@ -120,7 +123,7 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
 
 unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let sent = guarded(|| {
-        let Some((state, id, value)) = args(env, info) else { return false };
+        let Some((state, id, [_, value])) = args::<2>(env, info) else { return false };
         let Ok(mut local) = state.try_borrow_mut() else { return false };
         let mut data = ptr::null_mut();
         let mut len = 0usize;
@@ -131,4 +134,13 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
         local.send(conn_id(id), frame::OP_BINARY, bytes)
     });
     boolean(env, sent)
+}
+
+unsafe extern "C" fn admit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let admitted = guarded(|| {
+        let Some((state, id, [_])) = args::<1>(env, info) else { return false };
+        let Ok(local) = state.try_borrow() else { return false };
+        local.hub.admit(conn_id(id))
+    });
+    boolean(env, admitted)
 }

@@ -257,8 +257,9 @@ impl NativeServer {
         self.local.borrow_mut().uncork()
     }
 
-    /// `{ sendText(id, string), sendBinary(id, bytes) }`: the per-message sends, as plain
-    /// functions bound to this server (see `fast`).
+    /// `{ sendText(id, string), sendBinary(id, bytes), admit(id) }`: the per-message sends and
+    /// the admission of a connection whose handlers ran (broadcasts to everyone or to its
+    /// route reach it from then on), as plain functions bound to this server (see `fast`).
     #[napi(catch_unwind)]
     pub fn fast_path(&self, env: &Env) -> Result<Unknown<'_>> {
         let raw = fast::functions(env.raw(), &self.local)?;
@@ -298,13 +299,6 @@ impl NativeServer {
     #[napi(catch_unwind)]
     pub fn room_size(&self, room: String) -> u32 {
         self.hub.room_size(&room) as u32
-    }
-
-    /// Marks a connection as admitted: its handlers ran, so broadcasts to everyone or to its
-    /// route now reach it.
-    #[napi(catch_unwind)]
-    pub fn admit(&self, id: f64) -> bool {
-        self.hub.admit(conn_id(id))
     }
 
     #[napi(catch_unwind)]
