@@ -90,45 +90,47 @@ impl Routes {
     }
 
     /// Finds the most specific route for a request path (without the query string).
+    /// Allocates only the parameters it returns.
     pub fn find(&self, path: &str) -> Option<Match> {
-        let parts: Vec<&str> = segments(path).collect();
-        let mut best: Option<(Vec<u8>, usize)> = None;
+        let mut best: Option<&Pattern> = None;
+        let mut best_at = 0;
         for (i, p) in self.patterns.iter().enumerate() {
-            if let Some(rank) = rank_match(&p.segments, &parts) {
-                if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                    best = Some((rank, i));
-                }
+            if p.matches(path) && best.is_none_or(|b| p.ranks().lt(b.ranks())) {
+                best = Some(p);
+                best_at = i;
             }
         }
-        let (_, i) = best?;
-        let params = self.patterns[i]
+        let params = best?
             .segments
             .iter()
-            .zip(&parts)
+            .zip(segments(path))
             .filter_map(|(s, v)| match s {
                 Segment::Param(name) => Some((name.clone(), percent_decode(v))),
                 _ => None,
             })
             .collect();
-        Some(Match { route: RouteId(i as u32), params })
+        Some(Match { route: RouteId(best_at as u32), params })
     }
 }
 
-/// The ranks of the segments if `pattern` matches `parts`; lower sorts first.
-fn rank_match(pattern: &[Segment], parts: &[&str]) -> Option<Vec<u8>> {
-    let mut rank = Vec::with_capacity(pattern.len());
-    for (i, seg) in pattern.iter().enumerate() {
-        match seg {
-            Segment::Rest => {
-                rank.push(seg.rank());
-                return Some(rank);
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        let mut parts = segments(path);
+        for seg in &self.segments {
+            match (seg, parts.next()) {
+                (Segment::Rest, _) => return true,
+                (_, None) => return false,
+                (Segment::Exact(e), Some(p)) if e != p => return false,
+                _ => {}
             }
-            _ if i >= parts.len() => return None,
-            Segment::Exact(e) if e != parts[i] => return None,
-            _ => rank.push(seg.rank()),
         }
+        parts.next().is_none()
     }
-    (pattern.len() == parts.len()).then_some(rank)
+
+    /// The ranks of its segments, compared left to right; lower is more specific.
+    fn ranks(&self) -> impl Iterator<Item = u8> + '_ {
+        self.segments.iter().map(Segment::rank)
+    }
 }
 
 /// Decodes `%XX` escapes; a malformed escape or a result that is not UTF-8 keeps the input.
