@@ -131,7 +131,7 @@ impl NativeServer {
         if cfg.heartbeat_interval() != before {
             // Open connections pick the new interval up when woken.
             for c in self.hub.all().iter() {
-                c.wake.notify_one();
+                c.wake.notify();
             }
         }
     }

@@ -15,10 +15,10 @@ use std::hash::Hasher;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::protocol::frame;
 use crate::protocol::route::RouteId;
@@ -200,6 +200,44 @@ impl Outbox {
     }
 }
 
+/// A wake-up for a connection's task that any thread can give. A wake-up given while the task
+/// is busy is kept for its next wait. The task's state holds nothing for it (a waiting
+/// future would cost every idle connection its size): the task polls it, and its waker is
+/// kept here.
+#[derive(Default)]
+pub struct Wake {
+    pending: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        self.pending.store(true, Ordering::Release);
+        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Ready (and reset) once a wake-up was given since the last time it was ready.
+    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        {
+            let mut w = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        // A wake-up given before the waker was stored found none to call.
+        if self.pending.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 /// What became of a frame JS sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -230,7 +268,7 @@ pub struct Conn {
     pub tls: Option<Box<Mutex<rustls::ServerConnection>>>,
     out: Mutex<Outbox>,
     /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
-    pub wake: Notify,
+    pub wake: Wake,
     terminate: AtomicBool,
     /// JS listens for `ping` events on this connection; otherwise pings are answered here
     /// and cost JS nothing (a ping flood cannot crowd out other connections' events).
@@ -242,7 +280,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Notify::new(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -345,7 +383,7 @@ impl Conn {
         match self.write_out(out) {
             Ok(true) if !always_wake && !out.drained => {}
             // Partly written, failed, or a close the task must act on: the task takes over.
-            _ => self.wake.notify_one(),
+            _ => self.wake.notify(),
         }
     }
 
@@ -353,14 +391,14 @@ impl Conn {
     pub fn terminate(&self) {
         self.terminate.store(true, Ordering::Release);
         self.outbox().kill();
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     /// JS took `bytes` of this connection's events: wake the task if that lets it read again.
     pub fn delivered(&self, bytes: usize) {
         let before = self.undelivered.fetch_sub(bytes, Ordering::AcqRel);
         if before > crate::event::CONNECTION_QUEUE_BUDGET && before - bytes <= crate::event::CONNECTION_QUEUE_BUDGET {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -372,6 +410,33 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wake_is_kept_until_polled_and_calls_the_waker() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        use std::task::Wake as TaskWake;
+        struct Count(AtomicUsize);
+        impl TaskWake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let w = super::Wake::default();
+        // Given before anyone waits: kept for the first poll.
+        w.notify();
+        assert!(w.poll(&mut cx).is_ready());
+        assert!(w.poll(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        // Given while waiting: the waker is called, the next poll is ready, once.
+        w.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(w.poll(&mut cx).is_ready());
+        assert!(w.poll(&mut cx).is_pending());
+    }
 
     #[test]
     fn push_and_consume_keep_order_and_counts() {

@@ -92,10 +92,8 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
             let mut last_buffered = 0;
             let mut interval = t.hub.config.heartbeat_interval();
             let mut next_ping = interval.map(|i| Instant::now() + i);
-            // The wake-up and the timer live across turns: a message costs no registration with the
-            // notifier or the timer wheel, only a deadline that changed re-arms the timer.
-            let wake = conn.wake.notified();
-            tokio::pin!(wake);
+            // The timer lives across turns: a message costs no registration with the timer
+            // wheel, only a deadline that changed re-arms it.
             let sleep = tokio::time::sleep_until(Instant::now());
             tokio::pin!(sleep);
             let mut armed: Option<Instant> = None;
@@ -159,7 +157,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 }
                 tokio::select! {
                     biased;
-                    _ = &mut wake => wake.set(conn.wake.notified()),
+                    _ = poll_fn(|cx| conn.wake.poll(cx)) => {}
                     (readable, writable) = poll_fn(|cx| poll_ready(&conn.io, cx, read, want_write)), if read || want_write => {
                         if writable {
                             t.flush();
