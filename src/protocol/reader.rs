@@ -26,14 +26,23 @@ const INITIAL_RESERVE: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Reader {
     max_message: u64,
+    /// The frame being read, when its payload is split across reads.
+    frame: Option<Frame>,
+    /// What is kept between reads besides the frame: allocated only while there is some, so
+    /// an idle connection's reader is a few words.
+    spill: Option<Box<Spill>>,
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Spill {
+    /// The start of a frame header split across reads.
     head: [u8; MAX_HEADER_LEN],
     head_len: usize,
-    frame: Option<Frame>,
     /// Payload of a control frame split across reads (at most 125 bytes).
     control: Vec<u8>,
     /// A data message started but not finished.
     message: Option<Partial>,
-    closed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,15 +64,15 @@ const BAD_UTF8: CloseError = CloseError { code: close::INVALID_PAYLOAD, reason: 
 
 impl Reader {
     pub fn new(max_message: u64) -> Self {
-        Self {
-            max_message,
-            head: [0; MAX_HEADER_LEN],
-            head_len: 0,
-            frame: None,
-            control: Vec::new(),
-            message: None,
-            closed: false,
-        }
+        Self { max_message, frame: None, spill: None, closed: false }
+    }
+
+    fn spill(&mut self) -> &mut Spill {
+        self.spill.get_or_insert_with(Box::default)
+    }
+
+    fn message(&self) -> Option<&Partial> {
+        self.spill.as_ref().and_then(|s| s.message.as_ref())
     }
 
     pub fn set_max_message(&mut self, max: u64) {
@@ -77,7 +86,7 @@ impl Reader {
 
     /// Bytes held for unfinished frames and messages.
     pub fn buffered(&self) -> usize {
-        self.message.as_ref().map_or(0, |m| m.data.capacity()) + self.control.capacity()
+        self.spill.as_ref().map_or(0, |s| s.message.as_ref().map_or(0, |m| m.data.capacity()) + s.control.capacity())
     }
 
     /// Consumes `input` (unmasking it in place) and calls `sink` for each complete item.
@@ -103,29 +112,36 @@ impl Reader {
                 break; // the frame needs more input
             }
         }
+        if self.spill.as_ref().is_some_and(|s| s.head_len == 0 && s.message.is_none() && s.control.capacity() == 0) {
+            self.spill = None;
+        }
         Ok(())
     }
 
     /// Reads a header from `input` (together with bytes kept from the last call); returns the
     /// bytes of `input` it used, or None when all of `input` was kept for later.
     fn read_header(&mut self, input: &[u8]) -> Result<Option<usize>, CloseError> {
-        let old = self.head_len;
+        let old = self.spill.as_ref().map_or(0, |s| s.head_len);
         let parsed = if old == 0 {
             frame::parse_header(input)?
         } else {
+            let s = self.spill();
             let take = (MAX_HEADER_LEN - old).min(input.len());
-            self.head[old..old + take].copy_from_slice(&input[..take]);
-            frame::parse_header(&self.head[..old + take])?
+            s.head[old..old + take].copy_from_slice(&input[..take]);
+            frame::parse_header(&s.head[..old + take])?
         };
         match parsed {
             None => {
+                let s = self.spill();
                 let take = (MAX_HEADER_LEN - old).min(input.len());
-                self.head[old..old + take].copy_from_slice(&input[..take]);
-                self.head_len = old + take;
+                s.head[old..old + take].copy_from_slice(&input[..take]);
+                s.head_len = old + take;
                 Ok(None)
             }
             Some((header, n)) => {
-                self.head_len = 0;
+                if old > 0 {
+                    self.spill().head_len = 0;
+                }
                 self.start_frame(header)?;
                 Ok(Some(n - old))
             }
@@ -134,7 +150,7 @@ impl Reader {
 
     fn start_frame(&mut self, h: Header) -> Result<(), CloseError> {
         if !h.is_control() {
-            let so_far = match (&self.message, h.opcode) {
+            let so_far = match (self.message(), h.opcode) {
                 (None, OP_CONTINUATION) => return Err(CloseError::protocol("continuation without a message")),
                 (Some(_), OP_TEXT | OP_BINARY) => return Err(CloseError::protocol("new message inside a fragmented one")),
                 (Some(m), _) => m.data.len() as u64,
@@ -160,15 +176,15 @@ impl Reader {
             if whole {
                 return self.control_frame(h.opcode, chunk, sink);
             }
-            self.control.extend_from_slice(chunk);
+            self.spill().control.extend_from_slice(chunk);
             if complete {
-                let data = std::mem::take(&mut self.control);
+                let data = std::mem::take(&mut self.spill().control);
                 self.control_frame(h.opcode, &data, sink)?;
             }
             return Ok(());
         }
 
-        if whole && h.fin && self.message.is_none() {
+        if whole && h.fin && self.message().is_none() {
             // The common case: a one-frame message entirely in this read.
             return match h.opcode {
                 OP_TEXT => {
@@ -183,18 +199,19 @@ impl Reader {
             };
         }
 
-        let m = self.message.get_or_insert_with(|| Partial {
+        let max_message = self.max_message;
+        let m = self.spill().message.get_or_insert_with(|| Partial {
             text: h.opcode == OP_TEXT,
             data: Vec::with_capacity((h.len as usize).min(INITIAL_RESERVE)),
             valid: 0,
         });
-        reserve_within(&mut m.data, chunk.len(), self.max_message);
+        reserve_within(&mut m.data, chunk.len(), max_message);
         m.data.extend_from_slice(chunk);
         if m.text {
             m.valid = utf8::validate_from(&m.data, m.valid).map_err(|_| BAD_UTF8)?;
         }
         if complete && h.fin {
-            let m = self.message.take().expect("message set above");
+            let m = self.spill().message.take().expect("message set above");
             if m.text {
                 if m.valid != m.data.len() {
                     return Err(BAD_UTF8);
