@@ -148,13 +148,17 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 let queue_full = hub.events.is_full();
                 let read = may_read && !over_limit && !behind && !queue_full;
                 // One timer serves the close deadline, the next ping and the wait for an answer.
-                let answer_by = t.unanswered.filter(|_| interval.is_some()).map(|s| s + hub.config.heartbeat_timeout());
-                let open = t.state == State::Open;
-                let timer = [close_deadline, next_ping.filter(|_| open), answer_by.filter(|_| open)].into_iter().flatten().min();
-                if let Some(at) = timer.filter(|at| armed != Some(*at)) {
-                    sleep.as_mut().reset(at);
-                    armed = Some(at);
-                }
+                // Computed afresh each turn, not kept in the task's state across the wait.
+                let answer_by = |t: &Task| t.unanswered.filter(|_| interval.is_some()).map(|s| s + t.hub.config.heartbeat_timeout());
+                let timed = {
+                    let open = t.state == State::Open;
+                    let timer = [close_deadline, next_ping.filter(|_| open), answer_by(&t).filter(|_| open)].into_iter().flatten().min();
+                    if let Some(at) = timer.filter(|at| armed != Some(*at)) {
+                        sleep.as_mut().reset(at);
+                        armed = Some(at);
+                    }
+                    timer.is_some()
+                };
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| conn.wake.poll(cx)) => {}
@@ -167,12 +171,12 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                         }
                     }
                     _ = poll_fn(|cx| hub.events.poll_space(cx, &mut space_round)), if may_read && queue_full && !over_limit && !behind => {}
-                    _ = &mut sleep, if timer.is_some() => {
+                    _ = &mut sleep, if timed => {
                         armed = None;
                         let now = Instant::now();
                         if close_deadline.is_some_and(|d| d <= now) {
                             t.state = State::Lost;
-                        } else if t.state == State::Open && answer_by.is_some_and(|d| d <= now) {
+                        } else if t.state == State::Open && answer_by(&t).is_some_and(|d| d <= now) {
                             t.expire();
                         } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
                             next_ping = t.ping();
