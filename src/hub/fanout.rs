@@ -14,11 +14,39 @@ use tokio::sync::mpsc;
 
 use crate::conn::{Conn, ConnId, Queued};
 
+/// The recipients of a broadcast: snapshots of one group, or of several (a global broadcast
+/// goes to every route's group).
+pub enum Members {
+    One(Arc<Vec<Arc<Conn>>>),
+    Groups(Vec<Arc<Vec<Arc<Conn>>>>),
+}
+
+impl Members {
+    fn groups(&self) -> &[Arc<Vec<Arc<Conn>>>] {
+        match self {
+            Members::One(g) => std::slice::from_ref(g),
+            Members::Groups(gs) => gs,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Conn>> {
+        self.groups().iter().flat_map(|g| g.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups().iter().map(|g| g.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub enum Job {
     /// `except` is sorted.
     /// Peers with more than `limit` bytes queued miss the frame, or are closed with 1008
     /// when `close_slow` is set.
-    Broadcast { members: Arc<Vec<Arc<Conn>>>, frame: Bytes, except: Vec<ConnId>, limit: usize, close_slow: bool },
+    Broadcast { members: Members, frame: Bytes, except: Vec<ConnId>, limit: usize, close_slow: bool },
     /// A frame for one connection, deferred behind earlier broadcasts.
     Frame { conn: Arc<Conn>, opcode: u8, payload: Bytes },
     Terminate(Arc<Conn>),

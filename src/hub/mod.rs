@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::conn::{Conn, ConnId};
 use crate::event::{Events, DEFAULT_QUEUE_BUDGET};
 use crate::protocol::route::{Match, PatternError, RouteId, Routes};
-use fanout::{Fanout, Job};
+use fanout::{Fanout, Job, Members};
 use rooms::{Group, Member, Rooms};
 
 impl Member for Arc<Conn> {
@@ -49,9 +49,9 @@ pub enum Target<'a> {
 struct Registry {
     /// Every connection, admitted or not: lookups by id.
     all: Group<Arc<Conn>>,
-    /// Connections JS has admitted (their handlers ran): targets of global broadcasts.
-    admitted: Group<Arc<Conn>>,
-    /// Admitted connections by route: targets of route broadcasts.
+    /// Connections JS has admitted (their handlers ran), by route: targets of route
+    /// broadcasts, and together of global ones (no group of its own: a connection costs one
+    /// membership less).
     by_route: Vec<Group<Arc<Conn>>>,
     rooms: Rooms<Arc<Conn>>,
 }
@@ -193,8 +193,7 @@ impl Hub {
         if reg.by_route.len() <= r {
             reg.by_route.resize_with(r + 1, Group::default);
         }
-        reg.by_route[r].insert(conn.clone());
-        reg.admitted.insert(conn)
+        reg.by_route[r].insert(conn)
     }
 
     /// Forgets a closed connection: removes it from every group and room. Called when JS has
@@ -203,7 +202,6 @@ impl Hub {
         let mut reg = self.registry();
         if let Some(conn) = reg.all.get(id).cloned() {
             reg.all.remove(id);
-            reg.admitted.remove(id);
             if let Some(g) = reg.by_route.get_mut(conn.route.0 as usize) {
                 g.remove(id);
             }
@@ -252,7 +250,7 @@ impl Hub {
     pub fn members(&self, target: Target) -> Vec<ConnId> {
         let reg = self.registry();
         match target {
-            Target::All => reg.admitted.ids().collect(),
+            Target::All => reg.by_route.iter().flat_map(Group::ids).collect(),
             Target::Route(r) => reg.by_route.get(r.0 as usize).map_or_else(Vec::new, |g| g.ids().collect()),
             Target::Room(name) => reg.rooms.get(name).map_or_else(Vec::new, |g| g.ids().collect()),
         }
@@ -266,13 +264,13 @@ impl Hub {
         let members = {
             let reg = self.registry();
             match target {
-                Target::All => reg.admitted.snapshot(),
+                Target::All => Members::Groups(reg.by_route.iter().filter(|g| !g.is_empty()).map(Group::snapshot).collect()),
                 Target::Route(r) => match reg.by_route.get(r.0 as usize) {
-                    Some(g) => g.snapshot(),
+                    Some(g) => Members::One(g.snapshot()),
                     None => return 0,
                 },
                 Target::Room(name) => match reg.rooms.get(name) {
-                    Some(g) => g.snapshot(),
+                    Some(g) => Members::One(g.snapshot()),
                     None => return 0,
                 },
             }
