@@ -171,6 +171,27 @@ test('req has method, url, path, headers, params, query, remoteAddress and remot
   assert.equal(seen.remotePort, ws._socket.localPort);
 });
 
+test('req.url and req.remoteAddress are read right whether or not they repeat the route or the last peer', async (t) => {
+  const router = new Router();
+  router.ws('/p/*', (ws, req) => {
+    ws.send(JSON.stringify({ url: req.url, path: req.path, remoteAddress: req.remoteAddress, remote: ws.remoteAddress }));
+  });
+  const { url } = await listen(router, t);
+  const seen = [];
+  // The pattern itself, a URL of its length that differs, and the pattern again, from
+  // alternating loopback addresses.
+  for (const [path, from] of [['/p/*', '127.0.0.2'], ['/p/x', '127.0.0.2'], ['/p/*', '127.0.0.1'], ['/p/*?a=1', '127.0.0.3']]) {
+    const { got } = await messages(t, url, path, 1, { localAddress: from });
+    seen.push(JSON.parse(got[0]));
+  }
+  assert.deepEqual(seen, [
+    { url: '/p/*', path: '/p/*', remoteAddress: '127.0.0.2', remote: '127.0.0.2' },
+    { url: '/p/x', path: '/p/x', remoteAddress: '127.0.0.2', remote: '127.0.0.2' },
+    { url: '/p/*', path: '/p/*', remoteAddress: '127.0.0.1', remote: '127.0.0.1' },
+    { url: '/p/*?a=1', path: '/p/*', remoteAddress: '127.0.0.3', remote: '127.0.0.3' },
+  ]);
+});
+
 test('req.headers: repeats joined as Node does, values read as Latin-1, intact long after the handshake', async (t) => {
   const router = new Router();
   let req;

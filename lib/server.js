@@ -348,11 +348,11 @@ class Server extends EventEmitter {
         const ws = this._conns.get(nid);
         if (ws !== undefined) this._deliver(ws, 'message', data, kind === EV_BINARY);
       } else if (kind === EV_OPEN) {
-        this._onOpen(nid, readRequest(arena, start, false));
+        this._onOpen(nid, readRequest(arena, start, this._routesById, false));
       } else if (kind === EV_CLOSE) {
         this._onClose(nid, word >>> 16, arena.utf8Slice(start, start + len));
       } else if (kind === EV_VERIFY) {
-        const info = readRequest(arena, start, true);
+        const info = readRequest(arena, start, this._routesById, true);
         this._verify(nid, info, info.offered);
       } else if (kind === EV_IDLE) {
         this._emitCloseIfDrained();
@@ -562,47 +562,64 @@ function copyOut(arena, start, len) {
 /**
  * Reads a request record (`encode_request` in src/event.rs): numbers, strings, the header
  * block as one string (parsed when `req.headers` is first read), params and query as flat
- * [key, value, ...] arrays, and with `offered` the offered subprotocols.
+ * [key, value, ...] arrays, and with `offered` the offered subprotocols. A URL that is its
+ * route's pattern, and an address equal to the previous one, are not made into new strings.
  */
-function readRequest(arena, at, offered) {
-  const str = (latin1) => {
-    const len = arena.readUInt32LE(at);
-    const from = at + 4;
-    at = from + len;
-    return len === 0 ? '' : latin1 ? arena.latin1Slice(from, at) : arena.utf8Slice(from, at);
-  };
-  const pairs = () => {
-    const n = arena.readUInt32LE(at);
-    at += 4;
-    if (n === 0) return NO_PAIRS;
-    const out = new Array(2 * n);
-    for (let i = 0; i < 2 * n; i++) out[i] = str(false);
-    return out;
-  };
+function readRequest(arena, at, routes, offered) {
   const route = arena.readUInt32LE(at);
   const remotePort = arena.readUInt32LE(at + 4);
-  at += 8;
+  cursor = at + 8;
+  const entry = routes[route];
   const info = {
     route,
     remotePort,
-    method: method(str(true)),
-    url: str(false),
-    remoteAddress: sameAddress(str(true)),
-    protocol: str(true),
-    rawHeaders: str(true),
-    params: null,
-    query: null,
+    url: reuse(arena, entry.pattern) || readString(arena, false),
+    remoteAddress: reuse(arena, lastAddress) || (lastAddress = readString(arena, true)),
+    protocol: readString(arena, true),
+    rawHeaders: readString(arena, true),
+    params: readPairs(arena),
+    query: readPairs(arena),
     offered: undefined,
   };
-  info.params = pairs();
-  info.query = pairs();
   if (offered) {
-    const n = arena.readUInt32LE(at);
-    at += 4;
+    const n = arena.readUInt32LE(cursor);
+    cursor += 4;
     info.offered = new Array(n);
-    for (let i = 0; i < n; i++) info.offered[i] = str(true);
+    for (let i = 0; i < n; i++) info.offered[i] = readString(arena, true);
   }
   return info;
+}
+
+/** Where `readRequest` is in the arena. */
+let cursor = 0;
+
+function readString(arena, latin1) {
+  const len = arena.readUInt32LE(cursor);
+  const from = cursor + 4;
+  cursor = from + len;
+  return len === 0 ? '' : latin1 ? arena.latin1Slice(from, cursor) : arena.utf8Slice(from, cursor);
+}
+
+/** `known` if the next string holds its characters (ASCII only), skipping it; else ''. */
+function reuse(arena, known) {
+  const len = arena.readUInt32LE(cursor);
+  if (len === 0 || len !== known.length) return '';
+  const from = cursor + 4;
+  for (let i = 0; i < len; i++) {
+    const c = known.charCodeAt(i);
+    if (c >= 0x80 || arena[from + i] !== c) return '';
+  }
+  cursor = from + len;
+  return known;
+}
+
+function readPairs(arena) {
+  const n = arena.readUInt32LE(cursor);
+  cursor += 4;
+  if (n === 0) return NO_PAIRS;
+  const out = new Array(2 * n);
+  for (let i = 0; i < 2 * n; i++) out[i] = readString(arena, false);
+  return out;
 }
 
 const NO_PAIRS = Object.freeze([]);
@@ -610,16 +627,6 @@ const NO_PAIRS = Object.freeze([]);
 // Connections often come from one address (a proxy, a load balancer, a NAT): the address of
 // the previous connection is kept, and an equal one shares its string.
 let lastAddress = '';
-
-function sameAddress(address) {
-  if (address === lastAddress) return lastAddress;
-  return (lastAddress = address);
-}
-
-/** The usual method is one shared string, not one per connection. */
-function method(m) {
-  return m === 'GET' ? 'GET' : m;
-}
 
 const kRawHeaders = Symbol('rawHeaders');
 const kParams = Symbol('params');
@@ -633,10 +640,10 @@ class Request {
   constructor(info, entry) {
     const url = info.url;
     const q = url.indexOf('?');
-    this.method = info.method;
-    // A URL that is the route's own pattern is that string, not a copy per connection.
-    this.url = url === entry.pattern ? entry.pattern : url;
-    this.path = q === -1 ? this.url : url.slice(0, q);
+    // Only a GET is upgraded.
+    this.method = 'GET';
+    this.url = url;
+    this.path = q === -1 ? url : url.slice(0, q);
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.route = entry.pattern;

@@ -117,11 +117,13 @@ impl Event {
 /// a u32 length and their bytes:
 ///
 /// ```text
-/// u32 route, u32 remote port, method, url, remote address, subprotocol,
+/// u32 route, u32 remote port, url, remote address, subprotocol,
 /// headers: one string "name\0value\0name\0value" (names lower case, values Latin-1),
 /// u32 count + that many (key, value) pairs of route params, same for the query,
 /// then for a verify: u32 count + the offered subprotocols
 /// ```
+///
+/// The method is not written: only a GET reaches JS (`handshake::check` refuses the others).
 pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[String]>) {
     fn u32le(out: &mut Vec<u8>, n: usize) {
         out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -139,7 +141,6 @@ pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[Stri
     }
     u32le(out, info.route.0 as usize);
     u32le(out, info.remote.port() as usize);
-    string(out, info.request.method.as_bytes());
     string(out, info.request.target.as_bytes());
     let at = out.len();
     u32le(out, 0);
