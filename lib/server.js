@@ -350,7 +350,7 @@ class Server extends EventEmitter {
       } else if (kind === EV_OPEN) {
         this._onOpen(nid, readRequest(arena, start, this._routesById, false));
       } else if (kind === EV_CLOSE) {
-        this._onClose(nid, word >>> 16, arena.utf8Slice(start, start + len));
+        this._onClose(nid, word >>> 16, len === 0 ? '' : arena.utf8Slice(start, start + len));
       } else if (kind === EV_VERIFY) {
         const info = readRequest(arena, start, this._routesById, true);
         this._verify(nid, info, info.offered);
