@@ -168,77 +168,84 @@ async fn handshake<S: Upgrading>(guard: HandshakeGuard, stream: S, peer: SocketA
     }
 }
 
-/// Refuses a handshake (see `reject`).
+/// Refuses a handshake (see `reject`). Boxed: its state is allocated only by a refusal, not
+/// carried by every handshake's future.
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, rejection: Rejection) -> Option<Upgraded> {
-    reject(stream, rejection).await;
+    Box::pin(reject(stream, rejection)).await;
     None
 }
 
-async fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) -> Option<Upgraded> {
-    let hub = guard.hub.clone();
-    let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
-    let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
-    let (buf, head_len) = match outcome {
-        Ok(Ok(Some(r))) => r,
-        Ok(Err(rejection)) => return refuse(stream, rejection).await,
-        // Timed out, or the peer left: nothing to answer.
-        _ => return None,
-    };
-    // The head is complete (`read_head` found its end): parsed once more, borrowing the
-    // buffer, so that no header is copied until it is written for JS.
-    let Ok(Some((req, _))) = handshake::parse(&buf[..head_len]) else { return None };
-    let Some(route) = hub.find_route(req.path()) else {
-        return refuse(stream, Rejection::NotFound).await;
-    };
-    if !handshake::wants_upgrade(&req) {
-        return refuse(stream, Rejection::UpgradeRequired("Upgrade Required")).await;
-    }
-    let upgrade = match handshake::check(&req) {
-        Ok(u) => u,
-        Err(rejection) => return refuse(stream, rejection).await,
-    };
-    if !hub.config.origin_allowed(req.header("origin").map(handshake::latin1).as_deref()) {
-        return refuse(stream, Rejection::Status(403, "Origin not allowed".into())).await;
-    }
-    let Some(slot) = hub.reserve_slot(hub.config.max_connections()) else {
-        return refuse(stream, Rejection::Status(503, "Too many connections".into())).await;
-    };
-    let route_id = route.route;
-    let mut info = OpenInfo { route: route_id, request: &req, params: route.params, query: parse_query(req.query()), remote: peer, protocol: None };
-    let ask_protocols = !upgrade.protocols.is_empty() && hub.config.negotiates_protocols();
-    if hub.config.verifies() || ask_protocols {
-        let offered = if ask_protocols { upgrade.protocols } else { Vec::new() };
-        let (ticket, rx) = hub.ask(&info, &offered);
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Decision::Accept(p))) => info.protocol = p,
-            Ok(Ok(Decision::Reject(status, body))) => {
-                drop(slot);
-                return refuse(stream, Rejection::Status(status, body)).await;
-            }
-            // Timed out (JS is busy or the verifier never settled): refuse rather than hang.
-            _ => {
-                hub.forget_ticket(ticket);
-                drop(slot);
-                return refuse(stream, Rejection::Status(503, "Service Unavailable".into())).await;
+/// An async block rather than an async fn, whose arguments would be copied into its state a
+/// second time. The handshake's state is one allocation per connection: small enough, it
+/// comes from the allocator's per-thread cache.
+#[allow(clippy::manual_async_fn)]
+fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr) -> impl Future<Output = Option<Upgraded>> + Send {
+    async move {
+        let hub = guard.hub.clone();
+        let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
+        let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
+        let (buf, head_len) = match outcome {
+            Ok(Ok(Some(r))) => r,
+            Ok(Err(rejection)) => return refuse(stream, rejection).await,
+            // Timed out, or the peer left: nothing to answer.
+            _ => return None,
+        };
+        // The head is complete (`read_head` found its end): parsed once more, borrowing the
+        // buffer, so that no header is copied until it is written for JS.
+        let Ok(Some((req, _))) = handshake::parse(&buf[..head_len]) else { return None };
+        let Some(route) = hub.find_route(req.path()) else {
+            return refuse(stream, Rejection::NotFound).await;
+        };
+        if !handshake::wants_upgrade(&req) {
+            return refuse(stream, Rejection::UpgradeRequired("Upgrade Required")).await;
+        }
+        let upgrade = match handshake::check(&req) {
+            Ok(u) => u,
+            Err(rejection) => return refuse(stream, rejection).await,
+        };
+        if !hub.config.origin_allowed(req.header("origin").map(handshake::latin1).as_deref()) {
+            return refuse(stream, Rejection::Status(403, "Origin not allowed".into())).await;
+        }
+        let Some(slot) = hub.reserve_slot(hub.config.max_connections()) else {
+            return refuse(stream, Rejection::Status(503, "Too many connections".into())).await;
+        };
+        let route_id = route.route;
+        let mut info = OpenInfo { route: route_id, request: &req, params: route.params, query: parse_query(req.query()), remote: peer, protocol: None };
+        let ask_protocols = !upgrade.protocols.is_empty() && hub.config.negotiates_protocols();
+        if hub.config.verifies() || ask_protocols {
+            let offered = if ask_protocols { upgrade.protocols } else { Vec::new() };
+            let (ticket, rx) = hub.ask(&info, &offered);
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Decision::Accept(p))) => info.protocol = p,
+                Ok(Ok(Decision::Reject(status, body))) => {
+                    drop(slot);
+                    return refuse(stream, Rejection::Status(status, body)).await;
+                }
+                // Timed out (JS is busy or the verifier never settled): refuse rather than hang.
+                _ => {
+                    hub.forget_ticket(ticket);
+                    drop(slot);
+                    return refuse(stream, Rejection::Status(503, "Service Unavailable".into())).await;
+                }
             }
         }
+        let mut response = Vec::new();
+        handshake::response_101(&mut response, &upgrade.accept, info.protocol.as_deref());
+        if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
+            return None;
+        }
+        drop(response);
+        let mut early = buf[head_len..].to_vec();
+        let (io, mut session) = stream.into_parts();
+        if let Some(s) = session.as_mut() {
+            conn::tls::take_plaintext(s, &mut early);
+        }
+        let conn = hub.register(io, session, route_id);
+        drop(slot);
+        drop(guard);
+        hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
+        Some((conn, hub, early))
     }
-    let mut response = Vec::new();
-    handshake::response_101(&mut response, &upgrade.accept, info.protocol.as_deref());
-    if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
-        return None;
-    }
-    drop(response);
-    let mut early = buf[head_len..].to_vec();
-    let (io, mut session) = stream.into_parts();
-    if let Some(s) = session.as_mut() {
-        conn::tls::take_plaintext(s, &mut early);
-    }
-    let conn = hub.register(io, session, route_id);
-    drop(slot);
-    drop(guard);
-    hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
-    Some((conn, hub, early))
 }
 
 /// Reads until the end of the request head, checking it as bytes arrive so that garbage is
