@@ -289,3 +289,26 @@ async fn reject<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, rejection: Rej
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::route::RouteId;
+
+    /// What an idle connection costs is mostly its task: tokio's cell holds a header, this
+    /// state and a trailer, rounded up to 128 bytes. At 408 bytes of state the cell is 512;
+    /// 8 more would make it 640 for every connection.
+    #[test]
+    fn an_idle_connection_task_fits_a_512_byte_cell() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (io, _) = listener.accept().await.unwrap();
+            let hub = Arc::new(Hub::default());
+            let conn = hub.register(io, None, RouteId(0));
+            let task = serve(std::future::ready(Some((conn, hub, Vec::new()))));
+            assert!(std::mem::size_of_val(&task) <= 408, "connection task state is {} bytes", std::mem::size_of_val(&task));
+        });
+    }
+}

@@ -8,6 +8,10 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::num::NonZeroU64;
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use tokio::time::{sleep_until, Instant};
 
 use super::{tls, Conn, Outbox};
@@ -37,9 +41,9 @@ enum State {
     /// We sent a close frame and wait for the peer's.
     Closing,
     /// The peer's close frame arrived: finish writing, then end with its code.
-    PeerClosed(u16, String),
+    PeerClosed(u16, Box<str>),
     /// We failed the connection with this code: finish writing the close frame, then end.
-    Failed(u16, String),
+    Failed(u16, Box<str>),
     /// The socket is gone (EOF, reset, timeout, terminate).
     Lost,
 }
@@ -52,10 +56,10 @@ struct Task {
     /// When the oldest ping the peer has not answered (with anything at all) was sent; None
     /// once it has sent something since our last ping. Silence is counted from here, so a
     /// peer is judged only after it was asked, whatever the interval and timeout.
-    unanswered: Option<Instant>,
+    unanswered: Option<Tick>,
     heartbeat_expired: bool,
     /// Rate limit window: its start and the messages counted in it.
-    window: (Instant, u64),
+    window: (Tick, u64),
     /// The last read filled the buffer: more is waiting, and other connections get a turn
     /// before this one reads again.
     busy: bool,
@@ -68,7 +72,7 @@ struct Task {
 /// Starts a connection whose handshake completed: `early` holds bytes read together with the
 /// handshake. The returned future runs it to its end.
 pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Instant::now(), 0), busy: false, ended: false, peer_closed_tcp: false };
+    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false };
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -88,15 +92,15 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
         // The loop's state is scoped to it, so that it is gone (not kept beside the linger's)
         // once the connection ends.
         {
-            let mut close_deadline: Option<Instant> = None;
+            let mut close_deadline: Option<Tick> = None;
             let mut last_buffered = 0;
             let mut interval = t.hub.config.heartbeat_interval();
-            let mut next_ping = interval.map(|i| Instant::now() + i);
+            let mut next_ping = interval.map(Tick::after);
             // The timer lives across turns: a message costs no registration with the timer
             // wheel, only a deadline that changed re-arms it.
             let sleep = tokio::time::sleep_until(Instant::now());
             tokio::pin!(sleep);
-            let mut armed: Option<Instant> = None;
+            let mut armed: Option<Tick> = None;
             let mut space_round = 0;
 
             loop {
@@ -108,7 +112,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 // Heartbeat settings changed at run time (the bridge wakes every connection).
                 if hub.config.heartbeat_interval() != interval {
                     interval = hub.config.heartbeat_interval();
-                    next_ping = interval.map(|i| Instant::now() + i);
+                    next_ping = interval.map(Tick::after);
                     t.unanswered = None;
                 }
                 let (buffered, closing, want_write) = {
@@ -123,7 +127,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 // for the peer's close starts over as long as they make progress, so none is cut off.
                 if buffered < last_buffered {
                     if t.state == State::Closing {
-                        close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                        close_deadline = Some(Tick::after(CLOSE_TIMEOUT));
                     }
                     // The peer is taking data: it is alive, even if we do not read its pongs while
                     // it is over the backpressure limit.
@@ -135,7 +139,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                         t.state = State::Closing;
                         // A peer that went silent will not answer our close either: give up sooner.
                         let wait = if t.heartbeat_expired { interval.map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
-                        close_deadline = Some(Instant::now() + wait);
+                        close_deadline = Some(Tick::after(wait));
                     }
                     State::PeerClosed(..) | State::Failed(..) if !want_write => break,
                     State::Lost => break,
@@ -149,12 +153,11 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 let read = may_read && !over_limit && !behind && !queue_full;
                 // One timer serves the close deadline, the next ping and the wait for an answer.
                 // Computed afresh each turn, not kept in the task's state across the wait.
-                let answer_by = |t: &Task| t.unanswered.filter(|_| interval.is_some()).map(|s| s + t.hub.config.heartbeat_timeout());
                 let timed = {
                     let open = t.state == State::Open;
-                    let timer = [close_deadline, next_ping.filter(|_| open), answer_by(&t).filter(|_| open)].into_iter().flatten().min();
+                    let timer = [close_deadline, next_ping.filter(|_| open), t.answer_by(interval).filter(|_| open)].into_iter().flatten().min();
                     if let Some(at) = timer.filter(|at| armed != Some(*at)) {
-                        sleep.as_mut().reset(at);
+                        sleep.as_mut().reset(at.instant());
                         armed = Some(at);
                     }
                     timer.is_some()
@@ -173,10 +176,10 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                     _ = poll_fn(|cx| hub.events.poll_space(cx, &mut space_round)), if may_read && queue_full && !over_limit && !behind => {}
                     _ = &mut sleep, if timed => {
                         armed = None;
-                        let now = Instant::now();
+                        let now = Tick::now();
                         if close_deadline.is_some_and(|d| d <= now) {
                             t.state = State::Lost;
-                        } else if t.state == State::Open && answer_by(&t).is_some_and(|d| d <= now) {
+                        } else if t.state == State::Open && t.answer_by(interval).is_some_and(|d| d <= now) {
                             t.expire();
                         } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
                             next_ping = t.ping();
@@ -195,7 +198,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
 
         let (code, reason) = match std::mem::replace(&mut t.state, State::Lost) {
             State::PeerClosed(code, reason) | State::Failed(code, reason) => (code, reason),
-            _ => (close::ABNORMAL_CLOSURE, String::new()),
+            _ => (close::ABNORMAL_CLOSURE, Box::default()),
         };
         t.ended = true;
         let terminated = conn.is_terminated();
@@ -319,8 +322,9 @@ impl Task {
         let mut budget = match self.hub.config.rate_limit() {
             None => u64::MAX,
             Some((max, interval)) => {
-                if self.window.0.elapsed() >= interval {
-                    self.window = (Instant::now(), 0);
+                let now = Tick::now();
+                if now >= self.window.0.plus(interval) {
+                    self.window = (now, 0);
                 }
                 max.saturating_sub(self.window.1)
             }
@@ -375,7 +379,7 @@ impl Task {
             Item::Close(code, reason) => {
                 // Echo the peer's code (RFC 6455 §5.5.1) unless our close went out already.
                 conn.send(OP_CLOSE, &frame::close_payload(code, b""));
-                peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), reason.to_owned()));
+                peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), Box::from(reason)));
             }
         });
         if budget_before != u64::MAX {
@@ -389,23 +393,28 @@ impl Task {
             *state = State::PeerClosed(code, reason);
         } else if let Err(CloseError { code, reason }) = res {
             conn.send(OP_CLOSE, &frame::close_payload(Some(code), reason.as_bytes()));
-            *state = State::Failed(code, reason.to_owned());
+            *state = State::Failed(code, Box::from(reason));
         } else if limited && *state == State::Open {
             // Over the rate limit (documented): fail with 1008, nothing more is delivered.
             const REASON: &str = "Rate limit exceeded";
             conn.send(OP_CLOSE, &frame::close_payload(Some(close::POLICY_VIOLATION), REASON.as_bytes()));
-            *state = State::Failed(close::POLICY_VIOLATION, REASON.to_owned());
+            *state = State::Failed(close::POLICY_VIOLATION, Box::from(REASON));
         }
     }
 
     /// Pings the peer; returns when the next ping is due. The ping carries a marker so that
     /// its pong is recognised and not handed to JS: heartbeats cost JS nothing.
-    fn ping(&mut self) -> Option<Instant> {
+    fn ping(&mut self) -> Option<Tick> {
         let interval = self.hub.config.heartbeat_interval()?;
-        let now = Instant::now();
+        let now = Tick::now();
         self.unanswered.get_or_insert(now);
         self.conn.send(OP_PING, HEARTBEAT_PING);
-        Some(now + interval)
+        Some(now.plus(interval))
+    }
+
+    /// When the peer must have answered our oldest unanswered ping, with heartbeats on.
+    fn answer_by(&self, interval: Option<Duration>) -> Option<Tick> {
+        self.unanswered.filter(|_| interval.is_some()).map(|s| s.plus(self.hub.config.heartbeat_timeout()))
     }
 
     /// Gives up on a peer that sent nothing for `heartbeatTimeout` after a ping.
@@ -414,6 +423,38 @@ impl Task {
         self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
     }
 
+}
+
+/// A point in time, in whole milliseconds since the engine's clock started (plus one, so that
+/// `Option<Tick>` is 8 bytes like `Tick`): the connection's deadlines are kept in its state,
+/// which is what an idle connection costs, and an `Option<Instant>` takes 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Tick(NonZeroU64);
+
+impl Tick {
+    fn now() -> Self {
+        let ms = Instant::now().saturating_duration_since(epoch()).as_millis();
+        Tick(NonZeroU64::MIN.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
+    }
+
+    fn after(d: Duration) -> Self {
+        Tick::now().plus(d)
+    }
+
+    fn plus(self, d: Duration) -> Self {
+        Tick(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    }
+
+    /// The end of its millisecond: a timer set to it finds the deadline passed.
+    fn instant(self) -> Instant {
+        let end = Duration::from_millis(self.0.get());
+        epoch().checked_add(end).unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400))
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Half-closes the socket and reads until the peer closes too, so that our last frames are
