@@ -12,3 +12,8 @@ pub mod server;
 pub mod tls;
 
 mod bridge;
+
+/// See Cargo.toml: why the engine allocates through jemalloc.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
