@@ -80,6 +80,11 @@ impl Config {
         }
     }
 
+    /// Ping interval in milliseconds; 0 when heartbeats are off.
+    pub fn heartbeat_interval_ms(&self) -> u64 {
+        self.heartbeat_interval_ms.load(Ordering::Relaxed)
+    }
+
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms.load(Ordering::Relaxed))
     }

@@ -8,6 +8,7 @@
 //! vectored write.
 
 pub mod task;
+pub mod timer;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -270,6 +271,8 @@ pub struct Conn {
     /// Wakes the connection's task: frames are left to write, or a close or terminate is asked.
     pub wake: Wake,
     terminate: AtomicBool,
+    /// A deadline the task armed has passed (see `timer`).
+    timer_due: AtomicBool,
     /// JS listens for `ping` events on this connection; otherwise pings are answered here
     /// and cost JS nothing (a ping flood cannot crowd out other connections' events).
     pub ping_events: AtomicBool,
@@ -280,7 +283,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), timer_due: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -400,6 +403,17 @@ impl Conn {
         if before > crate::event::CONNECTION_QUEUE_BUDGET && before - bytes <= crate::event::CONNECTION_QUEUE_BUDGET {
             self.wake.notify();
         }
+    }
+
+    /// A deadline the task armed has passed: wake it to act on it.
+    pub fn fire_timer(&self) {
+        self.timer_due.store(true, Ordering::Release);
+        self.wake.notify();
+    }
+
+    /// True once after `fire_timer`.
+    pub fn take_timer_due(&self) -> bool {
+        self.timer_due.swap(false, Ordering::AcqRel)
     }
 
     pub fn is_terminated(&self) -> bool {

@@ -8,12 +8,9 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::num::NonZeroU64;
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use tokio::time::{sleep_until, Instant};
 
+use super::timer::Tick;
 use super::{tls, Conn, Outbox};
 use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
 use crate::event::{self, kind, CONNECTION_QUEUE_BUDGET};
@@ -94,12 +91,11 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
         {
             let mut close_deadline: Option<Tick> = None;
             let mut last_buffered = 0;
-            let mut interval = t.hub.config.heartbeat_interval();
-            let mut next_ping = interval.map(Tick::after);
-            // The timer lives across turns: a message costs no registration with the timer
-            // wheel, only a deadline that changed re-arms it.
-            let sleep = tokio::time::sleep_until(Instant::now());
-            tokio::pin!(sleep);
+            // The heartbeat interval (ms, 0: off) the deadlines were computed with.
+            let mut interval = t.hub.config.heartbeat_interval_ms();
+            let mut next_ping = t.hub.config.heartbeat_interval().map(Tick::after);
+            // The deadline armed with the server's timers: a message costs nothing there, only
+            // a deadline that changed is armed again.
             let mut armed: Option<Tick> = None;
             let mut space_round = 0;
 
@@ -108,11 +104,23 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 if t.conn.is_terminated() {
                     t.state = State::Lost;
                 }
+                if conn.take_timer_due() {
+                    // The armed deadline passed (the timer forgot it).
+                    armed = None;
+                    let now = Tick::now();
+                    if close_deadline.is_some_and(|d| d <= now) {
+                        t.state = State::Lost;
+                    } else if t.state == State::Open && t.answer_by(interval > 0).is_some_and(|d| d <= now) {
+                        t.expire();
+                    } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
+                        next_ping = t.ping();
+                    }
+                }
                 let hub = &*t.hub;
                 // Heartbeat settings changed at run time (the bridge wakes every connection).
-                if hub.config.heartbeat_interval() != interval {
-                    interval = hub.config.heartbeat_interval();
-                    next_ping = interval.map(Tick::after);
+                if hub.config.heartbeat_interval_ms() != interval {
+                    interval = hub.config.heartbeat_interval_ms();
+                    next_ping = hub.config.heartbeat_interval().map(Tick::after);
                     t.unanswered = None;
                 }
                 let (buffered, closing, want_write) = {
@@ -138,7 +146,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                     State::Open if closing => {
                         t.state = State::Closing;
                         // A peer that went silent will not answer our close either: give up sooner.
-                        let wait = if t.heartbeat_expired { interval.map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
+                        let wait = if t.heartbeat_expired { hub.config.heartbeat_interval().map_or(CLOSE_TIMEOUT, |i| i.min(CLOSE_TIMEOUT)) } else { CLOSE_TIMEOUT };
                         close_deadline = Some(Tick::after(wait));
                     }
                     State::PeerClosed(..) | State::Failed(..) if !want_write => break,
@@ -151,17 +159,21 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 let behind = conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
                 let queue_full = hub.events.is_full();
                 let read = may_read && !over_limit && !behind && !queue_full;
-                // One timer serves the close deadline, the next ping and the wait for an answer.
-                // Computed afresh each turn, not kept in the task's state across the wait.
-                let timed = {
+                // One deadline serves the close handshake, the next ping and the wait for an
+                // answer: the earliest, computed afresh each turn.
+                // (A block: what it computes is not kept in the task's state across the wait.)
+                {
                     let open = t.state == State::Open;
-                    let timer = [close_deadline, next_ping.filter(|_| open), t.answer_by(interval).filter(|_| open)].into_iter().flatten().min();
-                    if let Some(at) = timer.filter(|at| armed != Some(*at)) {
-                        sleep.as_mut().reset(at.instant());
-                        armed = Some(at);
+                    let timer = [close_deadline, next_ping.filter(|_| open), t.answer_by(interval > 0).filter(|_| open)].into_iter().flatten().min();
+                    if timer != armed {
+                        match (timer, armed) {
+                            (Some(at), before) => hub.timers.arm(&conn, at, before),
+                            (None, Some(before)) => hub.timers.disarm(conn.id, before),
+                            (None, None) => {}
+                        }
+                        armed = timer;
                     }
-                    timer.is_some()
-                };
+                }
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| conn.wake.poll(cx)) => {}
@@ -174,17 +186,6 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                         }
                     }
                     _ = poll_fn(|cx| hub.events.poll_space(cx, &mut space_round)), if may_read && queue_full && !over_limit && !behind => {}
-                    _ = &mut sleep, if timed => {
-                        armed = None;
-                        let now = Tick::now();
-                        if close_deadline.is_some_and(|d| d <= now) {
-                            t.state = State::Lost;
-                        } else if t.state == State::Open && t.answer_by(interval).is_some_and(|d| d <= now) {
-                            t.expire();
-                        } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
-                            next_ping = t.ping();
-                        }
-                    }
                 }
                 if std::mem::take(&mut t.busy) {
                     tokio::task::yield_now().await;
@@ -193,6 +194,9 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                     // connection that always has input cannot keep its worker from the others.
                     tokio::task::consume_budget().await;
                 }
+            }
+            if let Some(at) = armed {
+                t.hub.timers.disarm(conn.id, at);
             }
         }
 
@@ -413,8 +417,8 @@ impl Task {
     }
 
     /// When the peer must have answered our oldest unanswered ping, with heartbeats on.
-    fn answer_by(&self, interval: Option<Duration>) -> Option<Tick> {
-        self.unanswered.filter(|_| interval.is_some()).map(|s| s.plus(self.hub.config.heartbeat_timeout()))
+    fn answer_by(&self, heartbeats: bool) -> Option<Tick> {
+        self.unanswered.filter(|_| heartbeats).map(|s| s.plus(self.hub.config.heartbeat_timeout()))
     }
 
     /// Gives up on a peer that sent nothing for `heartbeatTimeout` after a ping.
@@ -423,38 +427,6 @@ impl Task {
         self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
     }
 
-}
-
-/// A point in time, in whole milliseconds since the engine's clock started (plus one, so that
-/// `Option<Tick>` is 8 bytes like `Tick`): the connection's deadlines are kept in its state,
-/// which is what an idle connection costs, and an `Option<Instant>` takes 16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Tick(NonZeroU64);
-
-impl Tick {
-    fn now() -> Self {
-        let ms = Instant::now().saturating_duration_since(epoch()).as_millis();
-        Tick(NonZeroU64::MIN.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
-    }
-
-    fn after(d: Duration) -> Self {
-        Tick::now().plus(d)
-    }
-
-    fn plus(self, d: Duration) -> Self {
-        Tick(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-    }
-
-    /// The end of its millisecond: a timer set to it finds the deadline passed.
-    fn instant(self) -> Instant {
-        let end = Duration::from_millis(self.0.get());
-        epoch().checked_add(end).unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400))
-    }
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Half-closes the socket and reads until the peer closes too, so that our last frames are

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::conn::timer::Timers;
 use crate::conn::{Conn, ConnId};
 use crate::event::{Events, DEFAULT_QUEUE_BUDGET};
 use crate::protocol::route::{Match, PatternError, RouteId, Routes};
@@ -60,6 +61,8 @@ pub struct Hub {
     pub events: Arc<Events>,
     pub config: Config,
     pub fanout: Fanout,
+    /// The connections' deadlines.
+    pub timers: Timers,
     registry: Mutex<Registry>,
     routes: RwLock<Routes>,
     next_id: AtomicU64,
@@ -89,6 +92,7 @@ impl Default for Hub {
             events: Events::new(DEFAULT_QUEUE_BUDGET),
             config: Config::default(),
             fanout: Fanout::default(),
+            timers: Timers::default(),
             registry: Mutex::new(Registry::default()),
             routes: RwLock::new(Routes::default()),
             next_id: AtomicU64::new(1),
