@@ -99,6 +99,44 @@ test('listeners behave as on any EventEmitter, event names that are Object.proto
   assert.deepEqual(ws.eventNames(), []);
 });
 
+test('the rest of the EventEmitter API: max listeners, prepend, raw listeners, events.once and getEventListeners', async (t) => {
+  const { ws } = await pair(t);
+  assert.equal(ws.getMaxListeners(), EventEmitter.defaultMaxListeners);
+  ws.setMaxListeners(1);
+  assert.equal(ws.getMaxListeners(), 1);
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const order = [];
+  const first = () => order.push('first');
+  ws.on('tick', () => order.push('second'));
+  ws.prependListener('tick', first);
+  ws.prependOnceListener('tick', () => order.push('once'));
+  ws.emit('tick');
+  ws.emit('tick');
+  assert.deepEqual(order, ['once', 'first', 'second', 'first', 'second']);
+  assert.deepEqual(EventEmitter.getEventListeners(ws, 'tick').length, 2);
+  assert.equal(ws.rawListeners('tick')[0], first);
+  await new Promise(setImmediate);
+  assert.deepEqual(warnings, ['MaxListenersExceededWarning']);
+  // events.once resolves with the arguments of the next emit.
+  const next = EventEmitter.once(ws, 'custom');
+  ws.emit('custom', 'a', 2);
+  assert.deepEqual(await next, ['a', 2]);
+  // A listener removing itself while its event is emitted does not disturb the others.
+  const seen = [];
+  const self = () => {
+    seen.push('self');
+    ws.off('both', self);
+  };
+  ws.on('both', self);
+  ws.on('both', () => seen.push('other'));
+  ws.emit('both');
+  ws.emit('both');
+  assert.deepEqual(seen, ['self', 'other', 'other']);
+});
+
 test('metadata is an object that persists and can be replaced by an object only', async (t) => {
   const { ws } = await pair(t);
   assert.equal(typeof ws.metadata, 'object');

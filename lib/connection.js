@@ -11,22 +11,31 @@ const EMPTY = Buffer.alloc(0);
 function ListenerTable() {}
 ListenerTable.prototype = Object.create(null);
 
+// Async listeners' rejections are captured (EventEmitter's `captureRejections`) for every
+// connection: set once on the prototype when Node's symbol for it can be found, rather than
+// as a field of each connection.
+const kCapture = Object.getOwnPropertySymbols(EventEmitter.prototype).find((s) => s.description === 'kCapture');
+
 /**
  * One WebSocket connection, as handed to route handlers. An EventEmitter with the events
  * `message (data, isBinary)`, `close (code, reason)`, `error (err)`, `ping (data)`,
  * `pong (data)` and `drain`. Methods on a closed connection do nothing and return false.
+ *
+ * It inherits from EventEmitter.prototype without running EventEmitter's constructor, which
+ * would give every connection three more fields and a dictionary-mode listener table that is
+ * replaced at once: it holds only the fields listeners need (`_events`, `_eventsCount`).
  */
-class WebSocketConnection extends EventEmitter {
+class WebSocketConnection {
   /**
    * `req` is the upgrade request (see server.js `Request`): the connection reads its route
    * and peer address from it, and hands it to error contexts.
    */
   constructor(server, nid, req, protocol) {
-    // Rejections of async listeners are routed like thrown errors (see the method below).
-    super({ captureRejections: true });
+    if (kCapture === undefined) EventEmitter.init.call(this, { captureRejections: true });
     // Listener table: a fast-mode object with no inherited keys, less than half the size of
     // EventEmitter's default (a dictionary-mode null-prototype object).
     this._events = new ListenerTable();
+    this._eventsCount = 0;
     this._server = server;
     this._nid = nid;
     this._id = undefined;
@@ -227,6 +236,10 @@ class WebSocketConnection extends EventEmitter {
     };
   }
 }
+
+Object.setPrototypeOf(WebSocketConnection.prototype, EventEmitter.prototype);
+Object.setPrototypeOf(WebSocketConnection, EventEmitter);
+if (kCapture !== undefined) WebSocketConnection.prototype[kCapture] = true;
 
 /**
  * `ws.rooms`: a Set that follows the core. It is read-only to applications (use `join` and
