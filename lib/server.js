@@ -53,12 +53,14 @@ class Server extends EventEmitter {
     this._router = router;
     this._onEventsBound = () => this._onEvents();
     this._native = new NativeServer(this._onEventsBound);
-    // The per-message sends and the admission of each connection, as plain functions
-    // (cheaper to call than methods).
+    // The per-message sends, the admission of each connection and the two calls of every
+    // event batch, as plain functions (cheaper to call than methods).
     const fast = this._native.fastPath();
     this._sendText = fast.sendText;
     this._sendBinary = fast.sendBinary;
     this._admit = fast.admit;
+    this._drain = fast.drain;
+    this._uncork = fast.uncork;
     this._arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
     this._arenaU32 = new Uint32Array(this._arena.buffer, 0, ARENA_BYTES >> 2);
     this._arenaF64 = new Float64Array(this._arena.buffer, 0, ARENA_BYTES >> 3);
@@ -290,9 +292,9 @@ class Server extends EventEmitter {
   _onEvents() {
     let batch;
     try {
-      batch = this._native.drain(this._arena);
+      batch = this._drain(this._arena);
     } catch (err) {
-      if (this._native.uncork()) setImmediate(this._onEventsBound);
+      if (this._uncork()) setImmediate(this._onEventsBound);
       process.emitWarning(`velocy: could not read engine events: ${err.message}`);
       return;
     }
@@ -302,7 +304,7 @@ class Server extends EventEmitter {
       this._dispatch(batch);
     } finally {
       // Replies sent while handling the batch leave now, one write per connection.
-      more = this._native.uncork();
+      more = this._uncork();
     }
     // More arrived meanwhile: take it on the next turn of the event loop, after timers and
     // other I/O, so a flood on one server cannot starve the rest of the process.

@@ -1,8 +1,9 @@
-//! The per-message sends, and the admission of each new connection, as plain N-API functions.
-//! They are the hottest calls JS makes, so they skip the class machinery of generated methods
-//! (unwrapping `this` and borrow tracking cost more than a small send) and the allocation of
-//! a `String` per message: each function carries the server's JS-thread state as its data
-//! pointer, and a string is encoded into a reused buffer.
+//! The per-message sends, the admission of each new connection and the two calls of every
+//! event batch (drain, uncork), as plain N-API functions. They are the hottest calls JS makes,
+//! so they skip the class machinery of generated methods (unwrapping `this` and borrow
+//! tracking cost thousands of instructions a call) and the allocation of a `String` per
+//! message: each function carries the server's JS-thread state as its data pointer, and a
+//! string is encoded into a reused buffer.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -12,8 +13,12 @@ use std::rc::Rc;
 
 use napi::sys;
 
+use napi::bindgen_prelude::{Array, Env, ToNapiValue};
+
 use super::conn_id;
+use super::convert;
 use super::local::Local;
+use crate::event::{record_len, INLINE_MAX};
 use crate::protocol::frame;
 
 /// Strings up to this many UTF-16 units are encoded into the reused buffer at once (3 bytes
@@ -22,14 +27,15 @@ const SCRATCH_UNITS: usize = 64 * 1024;
 
 type State = Rc<RefCell<Local>>;
 
-/// `{ sendText(id, string), sendBinary(id, bytes), admit(id) }` bound to `state`. The sends
-/// return whether the frame was taken without passing the backpressure limit (see
-/// `Local::send`); `admit` is `Hub::admit`.
+/// `{ sendText(id, string), sendBinary(id, bytes), admit(id), drain(arena), uncork() }` bound
+/// to `state`. The sends return whether the frame was taken without passing the backpressure
+/// limit (see `Local::send`); `admit` is `Hub::admit`; `drain` and `uncork` are
+/// `Local::drain` and `Local::uncork` (see `NativeServer::fast_path`).
 pub fn functions(env: sys::napi_env, state: &State) -> napi::Result<sys::napi_value> {
     unsafe {
         let mut obj = ptr::null_mut();
         check(sys::napi_create_object(env, &mut obj))?;
-        for (name, cb) in [(c"sendText", send_text as unsafe extern "C" fn(_, _) -> _), (c"sendBinary", send_binary), (c"admit", admit)] {
+        for (name, cb) in [(c"sendText", send_text as unsafe extern "C" fn(_, _) -> _), (c"sendBinary", send_binary), (c"admit", admit), (c"drain", drain), (c"uncork", uncork)] {
             let data = Box::into_raw(Box::new(state.clone())) as *mut c_void;
             let mut f = ptr::null_mut();
             if let Err(e) = check(sys::napi_create_function(env, name.as_ptr(), -1, Some(cb), data, &mut f)) {
@@ -59,20 +65,26 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
     drop(Box::from_raw(data as *mut State));
 }
 
-/// The call's state, its first argument (a connection id) and its `N - 1` others; None if
-/// N-API refuses or arguments are missing.
-unsafe fn args<'a, const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, f64, [sys::napi_value; N])> {
+/// The call's state and its `N` arguments; None if N-API refuses or arguments are missing.
+unsafe fn call<'a, const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, [sys::napi_value; N])> {
     let mut argc = N;
     let mut argv = [ptr::null_mut(); N];
     let mut data = ptr::null_mut();
     if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) != sys::Status::napi_ok || data.is_null() || argc < N {
         return None;
     }
+    Some((&*(data as *const State), argv))
+}
+
+/// The call's state, its first argument (a connection id) and its `N - 1` others; None if
+/// N-API refuses or arguments are missing.
+unsafe fn args<'a, const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a State, f64, [sys::napi_value; N])> {
+    let (state, argv) = call::<N>(env, info)?;
     let mut id = 0.0;
     if sys::napi_get_value_double(env, argv[0], &mut id) != sys::Status::napi_ok {
         return None;
     }
-    Some((&*(data as *const State), id, argv))
+    Some((state, id, argv))
 }
 
 unsafe fn boolean(env: sys::napi_env, v: bool) -> sys::napi_value {
@@ -143,4 +155,63 @@ unsafe extern "C" fn admit(env: sys::napi_env, info: sys::napi_callback_info) ->
         local.hub.admit(conn_id(id))
     });
     boolean(env, admitted)
+}
+
+/// `drain(arena)`: copies waiting events into the arena Buffer as records (see `crate::event`).
+/// Returns the bytes written, or, when events travel beside the records,
+/// `[bytes, ...those events]`. Throws if the arena is too small or the state is in use.
+unsafe extern "C" fn drain(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<sys::napi_value, &'static str> {
+        let Some((state, [arena])) = call::<1>(env, info) else { return Err("drain(arena) needs the event arena") };
+        let mut data = ptr::null_mut();
+        let mut len = 0usize;
+        if sys::napi_get_buffer_info(env, arena, &mut data, &mut len) != sys::Status::napi_ok || data.is_null() {
+            return Err("the event arena must be a Buffer");
+        }
+        if len < record_len(INLINE_MAX) {
+            return Err("the event arena is too small");
+        }
+        let arena = std::slice::from_raw_parts_mut(data as *mut u8, len);
+        let Ok(mut local) = state.try_borrow_mut() else { return Err("drain() called while the engine's state is in use") };
+        let drained = local.drain(arena);
+        drop(local);
+        let mut out = ptr::null_mut();
+        if drained.beside.is_empty() {
+            sys::napi_create_double(env, drained.filled as f64, &mut out);
+            return Ok(out);
+        }
+        let js = Env::from_raw(env);
+        let built = (|| -> napi::Result<sys::napi_value> {
+            let mut array = js.create_array(1 + drained.beside.len() as u32)?;
+            array.set(0, drained.filled as f64)?;
+            let mut i = 1;
+            for ev in drained.beside {
+                convert::beside(&js, &mut array, &mut i, ev)?;
+            }
+            Array::to_napi_value(env, array)
+        })();
+        built.map_err(|_| "could not create the events beside the arena")
+    }));
+    match result {
+        Ok(Ok(value)) => value,
+        Ok(Err(message)) => throw(env, message),
+        Err(_) => throw(env, "the engine failed while handing over events"),
+    }
+}
+
+/// `uncork()`: ends a batch (see `Local::uncork`). Returns true when more events wait.
+unsafe extern "C" fn uncork(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let more = guarded(|| {
+        let Some((state, [])) = call::<0>(env, info) else { return false };
+        let Ok(mut local) = state.try_borrow_mut() else { return false };
+        local.uncork()
+    });
+    boolean(env, more)
+}
+
+/// Throws a JS Error with `message`; returns the undefined value N-API expects then.
+unsafe fn throw(env: sys::napi_env, message: &str) -> sys::napi_value {
+    let text = std::ffi::CString::new(message).unwrap_or_default();
+    sys::napi_throw_error(env, ptr::null(), text.as_ptr());
+    ptr::null_mut()
 }

@@ -229,37 +229,12 @@ impl NativeServer {
         }
     }
 
-    /// Copies waiting events into `arena` as records (see `crate::event`). Returns the bytes
-    /// written, or, when events travel beside the records, `[bytes, ...those events]`.
-    #[napi(catch_unwind)]
-    pub fn drain<'e>(&mut self, env: &'e Env, mut arena: BufferSlice<'e>) -> Result<Either<f64, Array<'e>>> {
-        if arena.len() < crate::event::record_len(crate::event::INLINE_MAX) {
-            return Err(Error::new(Status::InvalidArg, "the event arena is too small".to_owned()));
-        }
-        let drained = self.local.borrow_mut().drain(&mut arena);
-        if drained.beside.is_empty() {
-            return Ok(Either::A(drained.filled as f64));
-        }
-        let mut out = env.create_array(1 + drained.beside.len() as u32)?;
-        out.set(0, drained.filled as f64)?;
-        let mut i = 1;
-        for ev in drained.beside {
-            convert::beside(env, &mut out, &mut i, ev)?;
-        }
-        Ok(Either::B(out))
-    }
-
-    /// Ends a batch: writes what was sent while it was handled. Returns true when more events
-    /// are already waiting; JS then comes back for them on its next turn (setImmediate), so
-    /// timers and other I/O run in between.
-    #[napi(catch_unwind)]
-    pub fn uncork(&mut self) -> bool {
-        self.local.borrow_mut().uncork()
-    }
-
-    /// `{ sendText(id, string), sendBinary(id, bytes), admit(id) }`: the per-message sends and
-    /// the admission of a connection whose handlers ran (broadcasts to everyone or to its
-    /// route reach it from then on), as plain functions bound to this server (see `fast`).
+    /// `{ sendText(id, string), sendBinary(id, bytes), admit(id), drain(arena), uncork() }`: the
+    /// per-message sends, the admission of a connection whose handlers ran (broadcasts to
+    /// everyone or to its route reach it from then on), and the two calls of every event batch
+    /// (`drain` copies waiting events into the arena Buffer and corks sends; `uncork` writes
+    /// what was sent meanwhile and says whether more events wait, so JS comes back on its next
+    /// turn), as plain functions bound to this server (see `fast`).
     #[napi(catch_unwind)]
     pub fn fast_path(&self, env: &Env) -> Result<Unknown<'_>> {
         let raw = fast::functions(env.raw(), &self.local)?;
