@@ -11,9 +11,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
 
-use napi::sys;
-
 use napi::bindgen_prelude::{Array, Env, ToNapiValue};
+use napi::sys;
 
 use super::conn_id;
 use super::convert;
@@ -175,9 +174,11 @@ unsafe extern "C" fn drain(env: sys::napi_env, info: sys::napi_callback_info) ->
         let Ok(mut local) = state.try_borrow_mut() else { return Err("drain() called while the engine's state is in use") };
         let drained = local.drain(arena);
         drop(local);
-        let mut out = ptr::null_mut();
         if drained.beside.is_empty() {
-            sys::napi_create_double(env, drained.filled as f64, &mut out);
+            let mut out = ptr::null_mut();
+            if sys::napi_create_double(env, drained.filled as f64, &mut out) != sys::Status::napi_ok {
+                return Err("could not create the count of event bytes");
+            }
             return Ok(out);
         }
         let js = Env::from_raw(env);
