@@ -411,9 +411,11 @@ impl Conn {
         self.wake.notify();
     }
 
-    /// True once after `fire_timer`.
+    /// True once after `fire_timer`. Asked on every turn of the connection's loop and rarely
+    /// true: a plain load first, the swap only when set (a flag set meanwhile comes with a
+    /// wake-up, so the next turn sees it).
     pub fn take_timer_due(&self) -> bool {
-        self.timer_due.swap(false, Ordering::AcqRel)
+        self.timer_due.load(Ordering::Acquire) && self.timer_due.swap(false, Ordering::AcqRel)
     }
 
     pub fn is_terminated(&self) -> bool {
