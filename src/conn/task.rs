@@ -230,6 +230,32 @@ fn poll_ready(io: &tokio::net::TcpStream, cx: &mut Context<'_>, read: bool, writ
     }
 }
 
+/// Reads what the socket holds into `buf`. A read that leaves room in `buf` emptied the
+/// socket's receive queue, and with epoll and kqueue (edge-triggered) that means the socket is
+/// not readable until its next event: its readiness is cleared then, so the task waits for that
+/// event instead of reading again only to be told `WouldBlock` (one system call per message
+/// saved; tokio's `AsyncRead` for `TcpStream` does the same). Data that arrives meanwhile comes
+/// with a new event, which `try_io` does not clear.
+fn read_some(io: &tokio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    if cfg!(windows) {
+        return io.try_read(buf);
+    }
+    let room = buf.len();
+    let mut drained = 0;
+    let res = io.try_io(tokio::io::Interest::READABLE, || {
+        let n = io::Read::read(&mut &*socket2::SockRef::from(io), buf)?;
+        if n > 0 && n < room {
+            drained = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
+        res => res,
+    }
+}
+
 /// Should a connection's task unwind (or be dropped unfinished with the runtime), JS still
 /// gets its close event.
 impl Drop for Task {
@@ -257,7 +283,7 @@ impl Task {
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                match self.conn.io.try_read(&mut buf) {
+                match read_some(&self.conn.io, &mut buf) {
                     Ok(0) => {
                         self.state = State::Lost;
                         self.peer_closed_tcp = true;
