@@ -150,11 +150,14 @@ pub fn encode_request(out: &mut Vec<u8>, info: &OpenInfo, offered: Option<&[Stri
     string(out, info.protocol.as_deref().unwrap_or("").as_bytes());
     let at = out.len();
     u32le(out, 0);
+    out.reserve(info.request.headers.iter().map(|h| h.name.len() + h.value.len() + 2).sum());
     for (n, h) in info.request.headers.iter().enumerate() {
         if n > 0 {
             out.push(0);
         }
-        out.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
+        let name = out.len();
+        out.extend_from_slice(h.name.as_bytes());
+        out[name..].make_ascii_lowercase();
         out.push(0);
         // Header values are Latin-1 (as Node's http module reads them): one byte each.
         out.extend_from_slice(h.value);
