@@ -15,9 +15,30 @@ function isThenable(v) {
  * `next()` and fails with `next(err)`; other handlers continue when they return (or, if they
  * return a promise, when it settles). Events that arrive before the handlers have had the
  * chance to add listeners are held and replayed afterwards, so nothing is lost.
+ *
+ * Plain handlers that return synchronously (the common case) run in a loop that creates
+ * nothing per connection; the first middleware or promise hands over to `runFrom`.
  */
 function runHandlers(server, ws, req, handlers) {
-  let i = 0;
+  for (let i = 0; i < handlers.length; i++) {
+    if (ws.readyState !== OPEN) break;
+    const fn = handlers[i];
+    if (fn.length >= 3) return runFrom(server, ws, req, handlers, i);
+    let result;
+    try {
+      result = fn(ws, req);
+    } catch (err) {
+      server._reportError(err, ws, ws._context);
+      return server._release(ws);
+    }
+    if (isThenable(result)) return settled(server, ws, req, handlers, i + 1, result);
+  }
+  server._release(ws);
+}
+
+/** `runHandlers` from handler `start` on, with `next` callbacks and promises. */
+function runFrom(server, ws, req, handlers, start) {
+  let i = start;
   const fail = (err) => {
     server._reportError(err, ws, ws._context);
     server._release(ws);
@@ -26,7 +47,6 @@ function runHandlers(server, ws, req, handlers) {
     while (true) {
       if (ws.readyState !== OPEN || i >= handlers.length) return server._release(ws);
       const fn = handlers[i++];
-      const last = i === handlers.length;
       let result;
       try {
         if (fn.length >= 3) {
@@ -47,19 +67,30 @@ function runHandlers(server, ws, req, handlers) {
       } catch (err) {
         return fail(err);
       }
-      if (isThenable(result)) {
-        if (last && ws.listenerCount('message') > 0) {
-          // Listeners are in place: deliver now, and still report a later rejection.
-          server._release(ws);
-          result.then(undefined, (err) => server._reportError(err, ws, ws._context));
-        } else {
-          result.then(step, fail);
-        }
-        return;
-      }
+      if (isThenable(result)) return settled(server, ws, req, handlers, i, result);
     }
   };
   step();
+}
+
+/**
+ * A handler returned the promise `result`; `next` is the index of the handler after it. The
+ * chain goes on when it settles, except after the last handler once `message` listeners are
+ * in place: held events are delivered at once, and a later rejection is still reported.
+ */
+function settled(server, ws, req, handlers, next, result) {
+  if (next === handlers.length && ws.listenerCount('message') > 0) {
+    server._release(ws);
+    result.then(undefined, (err) => server._reportError(err, ws, ws._context));
+    return;
+  }
+  result.then(
+    () => runFrom(server, ws, req, handlers, next),
+    (err) => {
+      server._reportError(err, ws, ws._context);
+      server._release(ws);
+    },
+  );
 }
 
 module.exports = { runHandlers };
