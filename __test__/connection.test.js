@@ -411,6 +411,61 @@ test('message events: text as a string, binary as a Buffer', async (t) => {
   assert.equal(isBinary, false);
 });
 
+test('message listeners are called as emit calls them: this, order, once, removal, an emit of the app', async (t) => {
+  const { client, ws } = await pair(t);
+  // Listeners record their calls; no other listener is added (a single one is called directly).
+  const calls = [];
+  let wake = () => {};
+  const record = (call) => {
+    calls.push(call);
+    wake();
+  };
+  const until = async (n) => {
+    while (calls.length < n) await new Promise((resolve) => (wake = resolve));
+  };
+  const single = function (data, isBinary) {
+    record(['single', this === ws, String(data), isBinary]);
+  };
+  ws.on('message', single);
+  client.send('one');
+  await until(1);
+  // Several, a once among them, in the order they were added.
+  ws.once('message', (data) => record(['once', String(data)]));
+  ws.prependListener('message', (data) => record(['first', String(data)]));
+  client.send(Buffer.from('two'));
+  client.send('three');
+  await until(6);
+  // None: a message nobody listens to is dropped without an error.
+  ws.removeAllListeners('message');
+  ws.on('message', single);
+  ws.removeListener('message', single);
+  // The ping is handled after the message before it.
+  const pinged = once(ws, 'ping');
+  client.send('unheard');
+  client.ping('after');
+  await pinged;
+  // An app that wraps its connection's emit sees messages go through it.
+  const seen = [];
+  const emit = ws.emit;
+  ws.emit = function (name, ...args) {
+    if (name === 'message') seen.push(String(args[0]));
+    return emit.call(this, name, ...args);
+  };
+  ws.on('message', single);
+  client.send('four');
+  await until(7);
+  assert.deepEqual(calls, [
+    ['single', true, 'one', false],
+    ['first', 'two'],
+    ['single', true, 'two', true],
+    ['once', 'two'],
+    ['first', 'three'],
+    ['single', true, 'three', false],
+    ['single', true, 'four', false],
+  ]);
+  assert.deepEqual(seen, ['four']);
+});
+
 test('1000 messages sent quickly arrive in order, both ways', async (t) => {
   const { client, ws } = await pair(t);
   const N = 1000;

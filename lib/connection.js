@@ -1,6 +1,8 @@
 'use strict';
 
 const EventEmitter = require('node:events');
+// Node's global `Buffer` is an accessor; a module binding is a plain load on hot paths.
+const { Buffer } = require('node:buffer');
 const { randomUUID } = require('node:crypto');
 const { WS_STATES } = require('./constants');
 const { rangeError, typeError, toBytes, toMessage, sendOptions, validateClose, validateRoomName } = require('./validation');

@@ -1,6 +1,9 @@
 'use strict';
 
 const EventEmitter = require('node:events');
+// Node's globals `Buffer` and `process` are accessors; module bindings are plain loads on hot paths.
+const { Buffer } = require('node:buffer');
+const process = require('node:process');
 const dns = require('node:dns');
 const net = require('node:net');
 const os = require('node:os');
@@ -13,6 +16,7 @@ const { typeError, rangeError, isValidCloseCode, normalizeRoutePath } = require(
 const { show } = require('./options');
 
 const { OPEN, CLOSED } = WS_STATES;
+const { emit } = EventEmitter.prototype;
 
 // Record kinds and flags of the event arena (src/event.rs).
 const EV_OPEN = 0;
@@ -64,6 +68,8 @@ class Server extends EventEmitter {
     this._arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
     this._arenaU32 = new Uint32Array(this._arena.buffer, 0, ARENA_BYTES >> 2);
     this._arenaF64 = new Float64Array(this._arena.buffer, 0, ARENA_BYTES >> 3);
+    // A plain byte view: a payload is copied out of a subarray of it (cheaper than Buffer#copy).
+    this._arenaU8 = new Uint8Array(this._arena.buffer, 0, ARENA_BYTES);
     if (tls !== null) {
       try {
         this._native.setTls(tls.key, tls.cert);
@@ -330,6 +336,7 @@ class Server extends EventEmitter {
     const arena = this._arena;
     const u32 = this._arenaU32;
     const f64 = this._arenaF64;
+    const u8 = this._arenaU8;
     for (let at = 0; at < filled; ) {
       const word = u32[at >> 2];
       const len = u32[(at >> 2) + 1];
@@ -344,11 +351,11 @@ class Server extends EventEmitter {
       if (kind === EV_TEXT || kind === EV_BINARY) {
         let data;
         if (flags & FLAG_BESIDE) data = beside[b++];
-        else if (kind === EV_BINARY) data = copyOut(arena, start, len);
+        else if (kind === EV_BINARY) data = copyOut(u8, start, len);
         else if (flags & FLAG_ASCII) data = arena.latin1Slice(start, start + len);
         else data = arena.utf8Slice(start, start + len);
         const ws = this._conns.get(nid);
-        if (ws !== undefined) this._deliver(ws, 'message', data, kind === EV_BINARY);
+        if (ws !== undefined) this._message(ws, data, kind === EV_BINARY);
       } else if (kind === EV_OPEN) {
         this._onOpen(nid, readRequest(arena, start, this._routesById, false));
       } else if (kind === EV_CLOSE) {
@@ -361,8 +368,8 @@ class Server extends EventEmitter {
       } else {
         const ws = this._conns.get(nid);
         if (ws === undefined) continue;
-        if (kind === EV_PING) this._deliver(ws, 'ping', copyOut(arena, start, len));
-        else if (kind === EV_PONG) this._deliver(ws, 'pong', copyOut(arena, start, len));
+        if (kind === EV_PING) this._deliver(ws, 'ping', copyOut(u8, start, len));
+        else if (kind === EV_PONG) this._deliver(ws, 'pong', copyOut(u8, start, len));
         else if (kind === EV_DRAIN) this._deliver(ws, 'drain');
       }
     }
@@ -504,6 +511,25 @@ class Server extends EventEmitter {
     }
   }
 
+  /**
+   * `_deliver` for a message, the hot path: a single listener is called directly, as `emit`
+   * would (same `this`, arguments and rejection capture), without `emit`'s generic lookup.
+   * Several listeners, none, held events or an `emit` of the app's own go through `_deliver`.
+   */
+  _message(ws, data, binary) {
+    const events = ws._events;
+    const listener = events === undefined ? undefined : events.message;
+    if (typeof listener !== 'function' || ws._held !== null || ws.emit !== emit) {
+      return this._deliver(ws, 'message', data, binary);
+    }
+    try {
+      const result = listener.call(ws, data, binary);
+      if (result !== undefined && result !== null) captureRejection(ws, result, data, binary);
+    } catch (err) {
+      this._reportError(err, ws, ws._context);
+    }
+  }
+
   /** Replays held events once the handlers have run. */
   _release(ws) {
     const held = ws._held;
@@ -553,12 +579,27 @@ class Server extends EventEmitter {
   }
 }
 
-/** A copy of `len` bytes of the arena from `start`: the arena is reused by the next batch. */
-function copyOut(arena, start, len) {
+/** A copy of `len` bytes of the arena (`u8`) from `start`: the arena is reused by the next batch. */
+function copyOut(u8, start, len) {
   if (len === 0) return Buffer.alloc(0);
   const out = Buffer.allocUnsafe(len);
-  arena.copy(out, 0, start, start + len);
+  out.set(u8.subarray(start, start + len));
   return out;
+}
+
+/**
+ * What `emit` does with a listener's result: a promise's rejection goes to the connection's
+ * rejection handler on the next tick (EventEmitter's `captureRejections`).
+ */
+function captureRejection(ws, result, data, binary) {
+  try {
+    const then = result.then;
+    if (typeof then === 'function') {
+      then.call(result, undefined, (err) => process.nextTick(() => ws[EventEmitter.captureRejectionSymbol](err, 'message', data, binary)));
+    }
+  } catch (err) {
+    ws.emit('error', err);
+  }
 }
 
 /**

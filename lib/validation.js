@@ -3,6 +3,9 @@
 // Argument checks shared by the facade. Each throws a TypeError or RangeError whose message
 // names the argument and whose `code` follows Node's conventions.
 
+// Node's global `Buffer` is an accessor; a module binding is a plain load on hot paths.
+const { Buffer } = require('node:buffer');
+
 function typeError(name, expected, value) {
   const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(value)}`);
   err.code = 'ERR_INVALID_ARG_TYPE';
@@ -59,8 +62,8 @@ function isValidCloseCode(code) {
 /** Binary data as a Buffer view over the same memory (no copy). */
 function toBytes(data, name) {
   if (ArrayBuffer.isView(data) || isArrayBuffer(data)) {
-    const buffer = ArrayBuffer.isView(data) ? data.buffer : data;
-    if (buffer.byteLength === 0 && isDetached(buffer)) {
+    // Only an empty view or buffer can be a detached one.
+    if (data.byteLength === 0 && isDetached(ArrayBuffer.isView(data) ? data.buffer : data)) {
       const err = new TypeError(`The "${name}" argument is backed by a detached ArrayBuffer`);
       err.code = 'ERR_INVALID_ARG_VALUE';
       throw err;
