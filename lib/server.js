@@ -82,6 +82,8 @@ class Server extends EventEmitter {
     /** True when the server speaks wss://. */
     this.secure = tls !== null;
     this._routesById = [];
+    // The ASCII bytes of each route's pattern (null if not ASCII), by route id: see readRequest.
+    this._patternBytes = [];
     this._routeIds = new Map();
     this._conns = new Map();
     this._byUuid = new Map();
@@ -279,6 +281,7 @@ class Server extends EventEmitter {
   _addRoute(entry) {
     const id = this._native.addRoute(entry.pattern);
     this._routesById[id] = entry;
+    this._patternBytes[id] = asciiBytes(entry.pattern);
     this._routeIds.set(normalizeRoutePath(entry.pattern), id);
   }
 
@@ -357,11 +360,11 @@ class Server extends EventEmitter {
         const ws = this._conns.get(nid);
         if (ws !== undefined) this._message(ws, data, kind === EV_BINARY);
       } else if (kind === EV_OPEN) {
-        this._onOpen(nid, readRequest(arena, start, this._routesById, false));
+        this._onOpen(nid, readRequest(arena, u8, start, this._routesById, this._patternBytes, false));
       } else if (kind === EV_CLOSE) {
         this._onClose(nid, word >>> 16, len === 0 ? '' : arena.utf8Slice(start, start + len));
       } else if (kind === EV_VERIFY) {
-        const info = readRequest(arena, start, this._routesById, true);
+        const info = readRequest(arena, u8, start, this._routesById, this._patternBytes, true);
         this._verify(nid, info, info.offered);
       } else if (kind === EV_IDLE) {
         this._emitCloseIfDrained();
@@ -603,32 +606,34 @@ function captureRejection(ws, result, data, binary) {
 }
 
 /**
- * Reads a request record (`encode_request` in src/event.rs): numbers, strings, the header
- * block as one string (parsed when `req.headers` is first read), params and query as flat
- * [key, value, ...] arrays, and with `offered` the offered subprotocols. A URL that is its
- * route's pattern, and an address equal to the previous one, are not made into new strings.
+ * Reads a request record (`encode_request` in src/event.rs) from the arena (`arena` to make
+ * strings, its byte view `u8` for the rest): numbers, strings, the header block as one string
+ * (parsed when `req.headers` is first read), params and query as flat [key, value, ...]
+ * arrays, and with `offered` the offered subprotocols. A URL that is its route's pattern
+ * (`patterns[route]` holds its bytes), and an address equal to the previous one, are not made
+ * into new strings.
  */
-function readRequest(arena, at, routes, offered) {
-  const route = arena.readUInt32LE(at);
-  const remotePort = arena.readUInt32LE(at + 4);
+function readRequest(arena, u8, at, routes, patterns, offered) {
+  const route = u32At(u8, at);
+  const remotePort = u32At(u8, at + 4);
   cursor = at + 8;
   const entry = routes[route];
   const info = {
     route,
     remotePort,
-    url: reuse(arena, entry.pattern) || readString(arena, false),
-    remoteAddress: reuse(arena, lastAddress) || (lastAddress = readString(arena, true)),
-    protocol: readString(arena, true),
-    rawHeaders: readString(arena, true),
-    params: readPairs(arena),
-    query: readPairs(arena),
+    url: skipIfEqual(u8, patterns[route]) ? entry.pattern : readString(arena, u8, false),
+    remoteAddress: skipIfEqual(u8, lastAddress.bytes) ? lastAddress.text : newAddress(arena, u8),
+    protocol: readString(arena, u8, true),
+    rawHeaders: readString(arena, u8, true),
+    params: readPairs(arena, u8),
+    query: readPairs(arena, u8),
     offered: undefined,
   };
   if (offered) {
-    const n = arena.readUInt32LE(cursor);
+    const n = u32At(u8, cursor);
     cursor += 4;
     info.offered = new Array(n);
-    for (let i = 0; i < n; i++) info.offered[i] = readString(arena, true);
+    for (let i = 0; i < n; i++) info.offered[i] = readString(arena, u8, true);
   }
   return info;
 }
@@ -636,40 +641,68 @@ function readRequest(arena, at, routes, offered) {
 /** Where `readRequest` is in the arena. */
 let cursor = 0;
 
-function readString(arena, latin1) {
-  const len = arena.readUInt32LE(cursor);
+/** The little-endian u32 at `at` (records are packed: not every one is 4-aligned). */
+function u32At(u8, at) {
+  return (u8[at] | (u8[at + 1] << 8) | (u8[at + 2] << 16) | (u8[at + 3] << 24)) >>> 0;
+}
+
+function readString(arena, u8, latin1) {
+  const len = u32At(u8, cursor);
   const from = cursor + 4;
   cursor = from + len;
   return len === 0 ? '' : latin1 ? arena.latin1Slice(from, cursor) : arena.utf8Slice(from, cursor);
 }
 
-/** `known` if the next string holds its characters (ASCII only), skipping it; else ''. */
-function reuse(arena, known) {
-  const len = arena.readUInt32LE(cursor);
-  if (len === 0 || len !== known.length) return '';
+/** True, and the string skipped, if the next string's bytes are `bytes` (a non-empty array); else false. */
+function skipIfEqual(u8, bytes) {
+  if (bytes === null) return false;
+  const len = u32At(u8, cursor);
+  if (len !== bytes.length) return false;
   const from = cursor + 4;
-  for (let i = 0; i < len; i++) {
-    const c = known.charCodeAt(i);
-    if (c >= 0x80 || arena[from + i] !== c) return '';
-  }
+  for (let i = 0; i < len; i++) if (u8[from + i] !== bytes[i]) return false;
   cursor = from + len;
-  return known;
+  return true;
 }
 
-function readPairs(arena) {
-  const n = arena.readUInt32LE(cursor);
+/** Reads an address that differs from the previous one, and keeps it as the previous one. */
+function newAddress(arena, u8) {
+  const len = u32At(u8, cursor);
+  const text = readString(arena, u8, true);
+  if (len > 0 && len <= ADDRESS_BYTES) {
+    lastAddress.text = text;
+    lastAddress.bytes = lastAddress.buffer.subarray(0, len);
+    lastAddress.bytes.set(u8.subarray(cursor - len, cursor));
+  }
+  return text;
+}
+
+/** The ASCII bytes of `text`, or null if it is empty or not all ASCII. */
+function asciiBytes(text) {
+  if (text.length === 0) return null;
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return null;
+    out[i] = c;
+  }
+  return out;
+}
+
+function readPairs(arena, u8) {
+  const n = u32At(u8, cursor);
   cursor += 4;
   if (n === 0) return NO_PAIRS;
   const out = new Array(2 * n);
-  for (let i = 0; i < 2 * n; i++) out[i] = readString(arena, false);
+  for (let i = 0; i < 2 * n; i++) out[i] = readString(arena, u8, false);
   return out;
 }
 
 const NO_PAIRS = Object.freeze([]);
 
 // Connections often come from one address (a proxy, a load balancer, a NAT): the address of
-// the previous connection is kept, and an equal one shares its string.
-let lastAddress = '';
+// the previous connection is kept (its text and bytes), and an equal one shares its string.
+const ADDRESS_BYTES = 64;
+const lastAddress = { text: '', bytes: null, buffer: new Uint8Array(ADDRESS_BYTES) };
 
 const kRawHeaders = Symbol('rawHeaders');
 const kParams = Symbol('params');
