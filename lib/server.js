@@ -653,9 +653,9 @@ function readString(arena, u8, latin1) {
   return len === 0 ? '' : latin1 ? arena.latin1Slice(from, cursor) : arena.utf8Slice(from, cursor);
 }
 
-/** True, and the string skipped, if the next string's bytes are `bytes` (a non-empty array); else false. */
+/** True, and the string skipped, if the next string's bytes are `bytes` (a non-empty array, or none); else false. */
 function skipIfEqual(u8, bytes) {
-  if (bytes === null) return false;
+  if (bytes == null) return false;
   const len = u32At(u8, cursor);
   if (len !== bytes.length) return false;
   const from = cursor + 4;
