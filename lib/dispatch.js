@@ -28,8 +28,7 @@ function runHandlers(server, ws, req, handlers) {
     try {
       result = fn(ws, req);
     } catch (err) {
-      server._reportError(err, ws, ws._context);
-      return server._release(ws);
+      return failed(server, ws, err);
     }
     if (isThenable(result)) return settled(server, ws, req, handlers, i + 1, result);
   }
@@ -39,10 +38,7 @@ function runHandlers(server, ws, req, handlers) {
 /** `runHandlers` from handler `start` on, with `next` callbacks and promises. */
 function runFrom(server, ws, req, handlers, start) {
   let i = start;
-  const fail = (err) => {
-    server._reportError(err, ws, ws._context);
-    server._release(ws);
-  };
+  const fail = (err) => failed(server, ws, err);
   const step = () => {
     while (true) {
       if (ws.readyState !== OPEN || i >= handlers.length) return server._release(ws);
@@ -86,11 +82,14 @@ function settled(server, ws, req, handlers, next, result) {
   }
   result.then(
     () => runFrom(server, ws, req, handlers, next),
-    (err) => {
-      server._reportError(err, ws, ws._context);
-      server._release(ws);
-    },
+    (err) => failed(server, ws, err),
   );
+}
+
+/** A handler failed: the error is reported and the events held for `ws` are delivered. */
+function failed(server, ws, err) {
+  server._reportError(err, ws, ws._context);
+  server._release(ws);
 }
 
 module.exports = { runHandlers };
