@@ -108,9 +108,21 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                     // The armed deadline passed (the timer forgot it).
                     armed = None;
                     let now = Tick::now();
-                    if close_deadline.is_some_and(|d| d <= now) {
+                    let close_due = close_deadline.is_some_and(|d| d <= now);
+                    // What the peer sent before a deadline counts even if this task had no turn
+                    // to read it yet (a loaded machine): the socket is read once more first.
+                    // The peer's close found that way ends the handshake normally, this turn.
+                    let late_close = close_due && t.state == State::Closing && {
+                        t.read_late();
+                        matches!(t.state, State::PeerClosed(..))
+                    };
+                    let silent = |t: &Task| t.state == State::Open && t.answer_by(interval > 0).is_some_and(|d| d <= now);
+                    if close_due && !late_close {
                         t.state = State::Lost;
-                    } else if t.state == State::Open && t.answer_by(interval > 0).is_some_and(|d| d <= now) {
+                    } else if silent(&t) && {
+                        t.read_late();
+                        silent(&t)
+                    } {
                         t.expire();
                     } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
                         next_ping = t.ping();
@@ -304,6 +316,32 @@ impl Task {
                         return;
                     }
                 }
+            }
+        });
+    }
+
+    /// One read at a deadline, whatever tokio's readiness says (its event may not have been
+    /// processed yet): not while JS is behind on this connection's events or on all of them.
+    fn read_late(&mut self) {
+        if self.conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET || self.hub.events.is_full() {
+            return;
+        }
+        if self.conn.tls.is_some() {
+            return self.read_tls();
+        }
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            match io::Read::read(&mut &*socket2::SockRef::from(&self.conn.io), &mut buf) {
+                Ok(0) => {
+                    self.state = State::Lost;
+                    self.peer_closed_tcp = true;
+                }
+                Ok(n) => {
+                    self.unanswered = None;
+                    self.input(&mut buf[..n]);
+                }
+                // Nothing there (or an error the next regular read reports).
+                Err(_) => {}
             }
         });
     }
