@@ -101,7 +101,9 @@ test('a raw client that goes silent after the handshake is closed with 1001 and 
 });
 
 test('a silent peer that does answer the close frame completes the close handshake: JS sees 1001', async (t) => {
-  const { router, conns } = heartbeatRouter({ heartbeatInterval: 20, heartbeatTimeout: 40 });
+  // The engine waits one interval for a silent peer's close: long enough that a stall of this
+  // process between reading the close and answering it does not end the wait.
+  const { router, conns } = heartbeatRouter({ heartbeatInterval: 150, heartbeatTimeout: 300 });
   const { port } = await listen(router, t);
   const client = await rawClient(port, '/hb', { t });
   const { ws } = await conns.next();
