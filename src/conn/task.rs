@@ -321,9 +321,11 @@ impl Task {
     }
 
     /// One read at a deadline, whatever tokio's readiness says (its event may not have been
-    /// processed yet): not while JS is behind on this connection's events or on all of them.
+    /// processed yet). Not when the loop would not read either: JS is behind on this
+    /// connection's events or on all of them, or the peer is over the backpressure limit.
     fn read_late(&mut self) {
-        if self.conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET || self.hub.events.is_full() {
+        let behind = self.conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+        if behind || self.hub.events.is_full() || self.conn.outbox().buffered() > self.hub.config.max_backpressure() {
             return;
         }
         if self.conn.tls.is_some() {
