@@ -194,7 +194,7 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                             t.flush();
                         }
                         if readable {
-                            t.read();
+                            t.read(false);
                         }
                     }
                     _ = poll_fn(|cx| hub.events.poll_space(cx, &mut space_round)), if may_read && queue_full && !over_limit && !behind => {}
@@ -288,14 +288,17 @@ impl Task {
         }
     }
 
-    fn read(&mut self) {
+    /// Reads and acts on what the socket holds. `late`: at a deadline, straight from the socket
+    /// whatever tokio's readiness says (see `read_late`).
+    fn read(&mut self, late: bool) {
         if self.conn.tls.is_some() {
             return self.read_tls();
         }
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                match read_some(&self.conn.io, &mut buf) {
+                let res = if late { io::Read::read(&mut &*socket2::SockRef::from(&self.conn.io), &mut buf) } else { read_some(&self.conn.io, &mut buf) };
+                match res {
                     Ok(0) => {
                         self.state = State::Lost;
                         self.peer_closed_tcp = true;
@@ -325,27 +328,9 @@ impl Task {
     /// connection's events or on all of them, or the peer is over the backpressure limit.
     fn read_late(&mut self) {
         let behind = self.conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
-        if behind || self.hub.events.is_full() || self.conn.outbox().buffered() > self.hub.config.max_backpressure() {
-            return;
+        if !(behind || self.hub.events.is_full() || self.conn.outbox().buffered() > self.hub.config.max_backpressure()) {
+            self.read(true);
         }
-        if self.conn.tls.is_some() {
-            return self.read_tls();
-        }
-        SCRATCH.with(|scratch| {
-            let mut buf = scratch.borrow_mut();
-            match io::Read::read(&mut &*socket2::SockRef::from(&self.conn.io), &mut buf) {
-                Ok(0) => {
-                    self.state = State::Lost;
-                    self.peer_closed_tcp = true;
-                }
-                Ok(n) => {
-                    self.unanswered = None;
-                    self.input(&mut buf[..n]);
-                }
-                // Nothing there (or an error the next regular read reports).
-                Err(_) => {}
-            }
-        });
     }
 
     /// `read` for a wss:// connection: records are decrypted into the per-thread buffer.
