@@ -281,6 +281,12 @@ impl NativeServer {
         self.hub.room_names()
     }
 
+    /// Connections that are quiet and hold no task now (see conn::task::park).
+    #[napi(catch_unwind)]
+    pub fn parked_count(&self) -> u32 {
+        self.hub.parked.load(std::sync::atomic::Ordering::Relaxed) as u32
+    }
+
     #[napi(catch_unwind)]
     pub fn room_count(&self) -> u32 {
         self.hub.room_count() as u32

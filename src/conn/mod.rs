@@ -284,11 +284,13 @@ pub struct Conn {
     /// Bytes of this connection's events waiting for JS; above `CONNECTION_QUEUE_BUDGET` the
     /// task stops reading until JS has taken them (per-connection fairness).
     pub undelivered: AtomicUsize,
+    /// A quiet connection's loop state while it has no task (see `task::park`).
+    parked: Mutex<Option<task::Parked>>,
 }
 
 impl Conn {
     pub fn new(id: ConnId, route: RouteId, io: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), timer_due: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0) }
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), timer_due: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0), parked: Mutex::new(None) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -431,6 +433,13 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parked connection costs its state, its socket registration and its timer entry: the
+    /// state (with Arc's two counts) is kept within jemalloc's 256-byte size class.
+    #[test]
+    fn a_connection_fits_a_256_byte_allocation() {
+        assert!(std::mem::size_of::<Conn>() + 16 <= 256, "Conn is {} bytes", std::mem::size_of::<Conn>());
+    }
 
     #[test]
     fn wake_is_kept_until_polled_and_calls_the_waker() {

@@ -1,12 +1,17 @@
-//! One task per connection: reads and parses frames, writes what the outbox could not write at
+//! A connection's task: reads and parses frames, writes what the outbox could not write at
 //! once, sends heartbeats and runs the close handshake. It reports through `Event`s only and
 //! never waits on JS: when the event queue is over budget it stops reading (TCP backpressure).
+//! A quiet connection parks: its task ends, and whatever needs it (the peer's data, a send or
+//! close from JS, a deadline) starts one again (see `park`).
 
 use std::cell::RefCell;
 use std::io;
 use std::future::poll_fn;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 
@@ -27,6 +32,8 @@ const HEARTBEAT_PING: &[u8] = b"velocy-hb";
 /// Reads per wake-up. One: every read then goes through the scheduler's budget, so a
 /// connection that floods cannot keep its worker from the other connections for long.
 const READS_PER_WAKE: usize = 1;
+/// A connection that had nothing to do for this long gives up its task (see `park`).
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
@@ -64,25 +71,101 @@ struct Task {
     ended: bool,
     /// The peer closed its side of the TCP connection (plain TCP): nothing is left to linger for.
     peer_closed_tcp: bool,
+    /// Something was read or written since the last look at whether the connection is quiet.
+    active: bool,
+}
+
+/// What a parked connection keeps of its loop: the rest is what a fresh loop starts with (an
+/// open connection, no partial message, no unanswered ping, nothing queued). Its deadline stays
+/// armed with the server's timers, which wake it like a peer's data or a send from JS does.
+pub struct Parked {
+    hub: Arc<Hub>,
+    next_ping: Option<Tick>,
+    armed: Option<Tick>,
+    interval: u64,
 }
 
 /// Starts a connection whose handshake completed: `early` holds bytes read together with the
 /// handshake. The returned future runs it to its end.
 pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
-    let mut t = Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false };
+    hub.runtime.get_or_init(tokio::runtime::Handle::current);
+    let interval = hub.config.heartbeat_interval_ms();
+    let next_ping = hub.config.heartbeat_interval().map(Tick::after);
+    let mut t = Task::new(conn, hub);
     if !early.is_empty() {
         t.input(&mut early);
     }
-    run(t)
+    run(t, next_ping, None, interval)
 }
 
-/// The connection's loop. Its state is what an idle connection costs, so it is kept small:
+/// Runs a parked connection's loop again, in a new task, once something wakes it.
+fn unpark(conn: &Arc<Conn>) {
+    let Some(p) = conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    p.hub.parked.fetch_sub(1, Ordering::Relaxed);
+    let Some(rt) = p.hub.runtime.get().cloned() else { return };
+    let t = Task::new(conn.clone(), p.hub);
+    // Should the runtime be shutting down, the task is dropped unrun and reports the close.
+    drop(rt.spawn(run(t, p.next_ping, p.armed, p.interval)));
+}
+
+/// Gives up the connection's task: its state goes to `conn.parked` and a waker that spawns the
+/// loop again takes the task's place in the connection's wake-up and the socket's readiness.
+/// An idle connection then costs no task (tokio's cell: 384 bytes). False if something woke it
+/// meanwhile and the loop must go on; true when this task must end (parked, or already resumed
+/// by another).
+fn park(conn: &Arc<Conn>, state: Parked) -> bool {
+    state.hub.parked.fetch_add(1, Ordering::Relaxed);
+    *conn.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    let waker = parked_waker(conn);
+    let mut cx = Context::from_waker(&waker);
+    let woken = conn.wake.poll(&mut cx).is_ready() | conn.io.poll_read_ready(&mut cx).is_ready();
+    if !woken {
+        return true;
+    }
+    // Taken back unless a wake-up already resumed it in a new task.
+    let Some(p) = conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take() else { return true };
+    p.hub.parked.fetch_sub(1, Ordering::Relaxed);
+    false
+}
+
+/// A waker that resumes a parked connection. It holds the connection weakly: it is stored in
+/// the connection itself and in its socket's registration, which must not keep it alive.
+fn parked_waker(conn: &Arc<Conn>) -> Waker {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+    // SAFETY (all four): the data pointer comes from `Weak::into_raw` and each waker owns the
+    // weak reference it points to, released exactly once (by `wake` or `drop_waker`).
+    unsafe fn clone(p: *const ()) -> RawWaker {
+        let weak = ManuallyDrop::new(unsafe { Weak::from_raw(p.cast::<Conn>()) });
+        RawWaker::new(Weak::into_raw(Weak::clone(&weak)).cast(), &VTABLE)
+    }
+    unsafe fn wake(p: *const ()) {
+        let weak = unsafe { Weak::from_raw(p.cast::<Conn>()) };
+        if let Some(conn) = weak.upgrade() {
+            unpark(&conn);
+        }
+    }
+    unsafe fn wake_by_ref(p: *const ()) {
+        let weak = ManuallyDrop::new(unsafe { Weak::from_raw(p.cast::<Conn>()) });
+        if let Some(conn) = weak.upgrade() {
+            unpark(&conn);
+        }
+    }
+    unsafe fn drop_waker(p: *const ()) {
+        drop(unsafe { Weak::from_raw(p.cast::<Conn>()) });
+    }
+    let raw = RawWaker::new(Weak::into_raw(Arc::downgrade(conn)).cast(), &VTABLE);
+    // SAFETY: the vtable's functions keep the contract above.
+    unsafe { Waker::from_raw(raw) }
+}
+
+/// The connection's loop. Its state is what an active connection costs, so it is kept small:
 /// socket readiness and room in the event queue are polled (the wakers live in the socket's
 /// registration and the queue), not awaited through futures that would carry waiters here.
 /// An async block rather than an async fn: `t` is used where it was captured, where an async
 /// fn's argument would be moved into a second copy (216 bytes more per connection).
+/// `next_ping`, `armed` and `interval` are the loop's heartbeat state (see below).
 #[allow(clippy::manual_async_fn)]
-fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
+fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut interval: u64) -> impl std::future::Future<Output = ()> + Send {
     async move {
         // The wake-up below borrows the connection while `t` is mutated in the select's arms.
         let conn = t.conn.clone();
@@ -91,13 +174,16 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
         {
             let mut close_deadline: Option<Tick> = None;
             let mut last_buffered = 0;
-            // The heartbeat interval (ms, 0: off) the deadlines were computed with.
-            let mut interval = t.hub.config.heartbeat_interval_ms();
-            let mut next_ping = t.hub.config.heartbeat_interval().map(Tick::after);
-            // The deadline armed with the server's timers: a message costs nothing there, only
-            // a deadline that changed is armed again.
-            let mut armed: Option<Tick> = None;
+            // `interval`: the heartbeat interval (ms, 0: off) the deadlines were computed with.
+            // `armed`: the deadline armed with the server's timers: a message costs nothing
+            // there, only a deadline that changed is armed again.
             let mut space_round = 0;
+            // Parking: a connection parks as soon as it waits with nothing done since it was
+            // started or resumed (a new connection that has nothing to read parks at once: many
+            // only ever listen); once active, when a look finds it was quiet since the previous
+            // look (`quiet_check`: a timer per second while active, not a clock read per message).
+            let mut quiet_check: Option<Tick> = None;
+            let mut park_wanted = true;
 
             loop {
                 event::turn();
@@ -126,6 +212,14 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                         t.expire();
                     } else if t.state == State::Open && next_ping.is_some_and(|p| p <= now) {
                         next_ping = t.ping();
+                    }
+                    if quiet_check.is_some_and(|q| q <= now) {
+                        if std::mem::take(&mut t.active) {
+                            quiet_check = Some(now.plus(PARK_AFTER));
+                        } else {
+                            quiet_check = None;
+                            park_wanted = true;
+                        }
                     }
                 }
                 let hub = &*t.hub;
@@ -168,29 +262,33 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
                 let may_read = matches!(t.state, State::Open | State::Closing);
                 // A peer whose queue is over the limit is not read from until it drains: whatever it
                 // sends (pings, requests) would only add to what it does not take.
-                let behind = conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+                let behind = conn.undelivered.load(Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
                 let queue_full = hub.events.is_full();
                 let read = may_read && !over_limit && !behind && !queue_full;
-                // One deadline serves the close handshake, the next ping and the wait for an
-                // answer: the earliest, computed afresh each turn.
-                // (A block: what it computes is not kept in the task's state across the wait.)
-                {
-                    let open = t.state == State::Open;
-                    let timer = [close_deadline, next_ping.filter(|_| open), t.answer_by(interval > 0).filter(|_| open)].into_iter().flatten().min();
-                    if timer != armed {
-                        match (timer, armed) {
-                            (Some(at), before) => hub.timers.arm(&conn, at, before),
-                            (None, Some(before)) => hub.timers.disarm(conn.id, before),
-                            (None, None) => {}
-                        }
-                        armed = timer;
+                let open = t.state == State::Open;
+                // Quiet, and waiting only for the peer, JS or a heartbeat: the task is given up.
+                if t.active {
+                    park_wanted = false;
+                    if open && quiet_check.is_none() && conn.tls.is_none() {
+                        quiet_check = Some(Tick::after(PARK_AFTER));
+                    }
+                } else if park_wanted && open && read && !want_write && !closing && t.parkable() {
+                    rearm(hub, &conn, &mut armed, next_ping);
+                    if park(&conn, Parked { hub: t.hub.clone(), next_ping, armed, interval }) {
+                        // The connection goes on without this task: nothing to report.
+                        return t.hand_over();
                     }
                 }
+                // One deadline serves the close handshake, the next ping, the wait for an
+                // answer and the look for quiet: the earliest, computed afresh each turn.
+                let timer = [close_deadline, next_ping.filter(|_| open), t.answer_by(interval > 0).filter(|_| open), quiet_check.filter(|_| open)].into_iter().flatten().min();
+                rearm(hub, &conn, &mut armed, timer);
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| conn.wake.poll(cx)) => {}
                     (readable, writable) = poll_fn(|cx| poll_ready(&conn.io, cx, read, want_write)), if read || want_write => {
                         if writable {
+                            t.active = true;
                             t.flush();
                         }
                         if readable {
@@ -227,6 +325,18 @@ fn run(mut t: Task) -> impl std::future::Future<Output = ()> + Send {
             // Boxed: its state is allocated only by connections that are ending.
             Box::pin(linger(&conn)).await;
         }
+    }
+}
+
+/// Arms the connection's deadline with the server's timers if it changed.
+fn rearm(hub: &Hub, conn: &Arc<Conn>, armed: &mut Option<Tick>, timer: Option<Tick>) {
+    if timer != *armed {
+        match (timer, *armed) {
+            (Some(at), before) => hub.timers.arm(conn, at, before),
+            (None, Some(before)) => hub.timers.disarm(conn.id, before),
+            (None, None) => {}
+        }
+        *armed = timer;
     }
 }
 
@@ -281,6 +391,26 @@ impl Drop for Task {
 }
 
 impl Task {
+    fn new(conn: Arc<Conn>, hub: Arc<Hub>) -> Self {
+        Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false, active: false }
+    }
+
+    /// The connection was parked (or resumed by another task): this one ends without closing it.
+    fn hand_over(mut self) {
+        self.ended = true;
+    }
+
+    /// Nothing in the task's own state keeps it from parking: a plain TCP socket, no partial
+    /// message, no ping waiting for its answer, no rate limit window running.
+    fn parkable(&self) -> bool {
+        self.conn.tls.is_none()
+            && !self.busy
+            && self.unanswered.is_none()
+            && self.reader.is_idle()
+            && !self.conn.is_terminated()
+            && self.hub.config.rate_limit().is_none_or(|(_, interval)| self.window.1 == 0 || Tick::now() >= self.window.0.plus(interval))
+    }
+
     fn flush(&mut self) {
         let mut out = self.conn.outbox();
         if self.conn.write_out(&mut out).is_err() {
@@ -327,7 +457,7 @@ impl Task {
     /// processed yet). Not when the loop would not read either: JS is behind on this
     /// connection's events or on all of them, or the peer is over the backpressure limit.
     fn read_late(&mut self) {
-        let behind = self.conn.undelivered.load(std::sync::atomic::Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+        let behind = self.conn.undelivered.load(Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
         if !(behind || self.hub.events.is_full() || self.conn.outbox().buffered() > self.hub.config.max_backpressure()) {
             self.read(true);
         }
@@ -400,46 +530,52 @@ impl Task {
             }
         };
         let mut pongs = false;
+        // Anything but the answer to a heartbeat makes the connection active.
+        let mut active = false;
         // Counted for the connection before JS can take it (bridge::drain subtracts it).
         let count = |weight: usize| {
-            conn.undelivered.fetch_add(weight, std::sync::atomic::Ordering::AcqRel);
+            conn.undelivered.fetch_add(weight, Ordering::AcqRel);
         };
-        let res = reader.feed(data, &mut |item| match item {
-            Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
-            Item::Text(s) if deliver => {
-                count(event::message_weight(s.len()));
-                hub.events.push_text(id, s);
-            }
-            Item::Binary(b) if deliver => {
-                count(event::message_weight(b.len()));
-                hub.events.push_binary(id, b);
-            }
-            Item::Text(_) | Item::Binary(_) => {}
-            Item::Ping(p) => {
-                // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2):
-                // queued here and written when this input is processed, one write for all the
-                // pongs it held.
-                pongs |= conn.queue(OP_PONG, p);
-                if deliver && conn.ping_events.load(std::sync::atomic::Ordering::Relaxed) {
-                    count(event::record_len(p.len()));
-                    hub.events.push_record(kind::PING, 0, 0, id, p);
+        let res = reader.feed(data, &mut |item| {
+            active |= !matches!(item, Item::Pong(HEARTBEAT_PING));
+            match item {
+                Item::Text(_) | Item::Binary(_) | Item::Ping(_) if limited || !spend(&mut limited) => {}
+                Item::Text(s) if deliver => {
+                    count(event::message_weight(s.len()));
+                    hub.events.push_text(id, s);
                 }
-            }
-            Item::Pong(p) => {
-                if deliver && p != HEARTBEAT_PING {
-                    count(event::record_len(p.len()));
-                    hub.events.push_record(kind::PONG, 0, 0, id, p);
+                Item::Binary(b) if deliver => {
+                    count(event::message_weight(b.len()));
+                    hub.events.push_binary(id, b);
                 }
-            }
-            Item::Close(code, reason) => {
-                // Echo the peer's code (RFC 6455 §5.5.1) unless our close went out already.
-                conn.send(OP_CLOSE, &frame::close_payload(code, b""));
-                peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), Box::from(reason)));
+                Item::Text(_) | Item::Binary(_) => {}
+                Item::Ping(p) => {
+                    // Answered at once, even between the fragments of a message (RFC 6455 §5.5.2):
+                    // queued here and written when this input is processed, one write for all the
+                    // pongs it held.
+                    pongs |= conn.queue(OP_PONG, p);
+                    if deliver && conn.ping_events.load(Ordering::Relaxed) {
+                        count(event::record_len(p.len()));
+                        hub.events.push_record(kind::PING, 0, 0, id, p);
+                    }
+                }
+                Item::Pong(p) => {
+                    if deliver && p != HEARTBEAT_PING {
+                        count(event::record_len(p.len()));
+                        hub.events.push_record(kind::PONG, 0, 0, id, p);
+                    }
+                }
+                Item::Close(code, reason) => {
+                    // Echo the peer's code (RFC 6455 §5.5.1) unless our close went out already.
+                    conn.send(OP_CLOSE, &frame::close_payload(code, b""));
+                    peer_close = Some((code.unwrap_or(close::NO_STATUS_RECEIVED), Box::from(reason)));
+                }
             }
         });
         if budget_before != u64::MAX {
             self.window.1 += budget_before - budget;
         }
+        self.active |= active;
         if pongs {
             self.flush();
         }

@@ -7,7 +7,7 @@ pub mod rooms;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
@@ -75,6 +75,11 @@ pub struct Hub {
     accepting: AtomicBool,
     /// Handshakes waiting for JS to pick a subprotocol, by ticket.
     decisions: Mutex<HashMap<u64, oneshot::Sender<Decision>>>,
+    /// The runtime the connections run on: a parked connection's task is spawned again there
+    /// by whoever wakes it (see `conn::task`).
+    pub runtime: OnceLock<tokio::runtime::Handle>,
+    /// Connections parked now.
+    pub parked: AtomicUsize,
 }
 
 /// JS's answer for a handshake it was asked about.
@@ -101,6 +106,8 @@ impl Default for Hub {
             reserved: AtomicUsize::new(0),
             abort_handshakes: tokio::sync::watch::channel(0).0,
             accepting: AtomicBool::new(false),
+            runtime: OnceLock::new(),
+            parked: AtomicUsize::new(0),
         }
     }
 }

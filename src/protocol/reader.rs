@@ -84,6 +84,11 @@ impl Reader {
         self.closed
     }
 
+    /// Nothing is held between reads: no frame or message is under way.
+    pub fn is_idle(&self) -> bool {
+        self.frame.is_none() && self.spill.as_ref().is_none_or(|s| s.head_len == 0 && s.message.is_none())
+    }
+
     /// Bytes held for unfinished frames and messages.
     pub fn buffered(&self) -> usize {
         self.spill.as_ref().map_or(0, |s| s.message.as_ref().map_or(0, |m| m.data.capacity()) + s.control.capacity())
