@@ -71,7 +71,7 @@ struct Task {
     ended: bool,
     /// The peer closed its side of the TCP connection (plain TCP): nothing is left to linger for.
     peer_closed_tcp: bool,
-    /// Something was read or written since the last look at whether the connection is quiet.
+    /// Something was read or written since the look for quiet was armed (see `run`).
     active: bool,
 }
 
@@ -180,8 +180,9 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
             let mut space_round = 0;
             // Parking: a connection parks as soon as it waits with nothing done since it was
             // started or resumed (a new connection that has nothing to read parks at once: many
-            // only ever listen); once active, when a look finds it was quiet since the previous
-            // look (`quiet_check`: a timer per second while active, not a clock read per message).
+            // only ever listen); once active, when a look a second later finds it was quiet
+            // since (`quiet_check`: a timer per second while active, not a clock read per
+            // message; one per quiet spell for a connection that sends now and then).
             let mut quiet_check: Option<Tick> = None;
             let mut park_wanted = true;
 
@@ -270,7 +271,9 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                 if t.active {
                     park_wanted = false;
                     if open && quiet_check.is_none() && conn.tls.is_none() {
+                        // The look asks whether anything happened after this.
                         quiet_check = Some(Tick::after(PARK_AFTER));
+                        t.active = false;
                     }
                 } else if park_wanted && open && read && !want_write && !closing && t.parkable() {
                     rearm(hub, &conn, &mut armed, next_ping);
