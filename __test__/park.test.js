@@ -1,7 +1,7 @@
 'use strict';
 
-// Quiet connections: a connection with nothing to do gives up its engine task ("parks": at
-// once after the handshake, or after about a second without reading or writing) and gets one
+// Quiet connections: a connection with nothing to do gives up its engine task ("parks": 50 ms
+// after the handshake, or after about a second without reading or writing) and gets one
 // back on anything that needs it — the peer's data or close, a send, close or terminate from
 // JS, a heartbeat. These tests wait until the engine reports the connection parked (an
 // internal count, `parkedCount`), then check through the wire that everything still works.
@@ -38,7 +38,7 @@ test('a connection parks once quiet and wakes for the peer, for sends and for a 
   const { server, url } = await listen(router, t);
   const client = await connect(`${url}/echo`, t);
   const { ws } = await conns.next();
-  // Parked right after the handshake: nothing was read yet.
+  // Parked soon after the handshake: nothing was read.
   await parked(server, 1);
 
   client.send('first');

@@ -34,6 +34,9 @@ const HEARTBEAT_PING: &[u8] = b"velocy-hb";
 const READS_PER_WAKE: usize = 1;
 /// A connection that had nothing to do for this long gives up its task (see `park`).
 const PARK_AFTER: Duration = Duration::from_secs(1);
+/// A new connection is first looked at this long after its handshake: most clients send
+/// something at once (subscribe, authenticate) or close; one that did neither parks.
+const FIRST_LOOK: Duration = Duration::from_millis(50);
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
@@ -91,11 +94,12 @@ pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::fu
     hub.runtime.get_or_init(tokio::runtime::Handle::current);
     let interval = hub.config.heartbeat_interval_ms();
     let next_ping = hub.config.heartbeat_interval().map(Tick::after);
+    let look = conn.tls.is_none().then(|| Tick::after(FIRST_LOOK));
     let mut t = Task::new(conn, hub);
     if !early.is_empty() {
         t.input(&mut early);
     }
-    run(t, next_ping, None, interval)
+    run(t, next_ping, None, interval, look)
 }
 
 /// Runs a parked connection's loop again, in a new task, once something wakes it.
@@ -105,7 +109,7 @@ fn unpark(conn: &Arc<Conn>) {
     let Some(rt) = p.hub.runtime.get().cloned() else { return };
     let t = Task::new(conn.clone(), p.hub);
     // Should the runtime be shutting down, the task is dropped unrun and reports the close.
-    drop(rt.spawn(run(t, p.next_ping, p.armed, p.interval)));
+    drop(rt.spawn(run(t, p.next_ping, p.armed, p.interval, None)));
 }
 
 /// Gives up the connection's task: its state goes to `conn.parked` and a waker that spawns the
@@ -163,9 +167,10 @@ fn parked_waker(conn: &Arc<Conn>) -> Waker {
 /// registration and the queue), not awaited through futures that would carry waiters here.
 /// An async block rather than an async fn: `t` is used where it was captured, where an async
 /// fn's argument would be moved into a second copy (216 bytes more per connection).
-/// `next_ping`, `armed` and `interval` are the loop's heartbeat state (see below).
+/// `next_ping`, `armed` and `interval` are the loop's heartbeat state, `quiet_check` its first
+/// look for quiet (see below).
 #[allow(clippy::manual_async_fn)]
-fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut interval: u64) -> impl std::future::Future<Output = ()> + Send {
+fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut interval: u64, mut quiet_check: Option<Tick>) -> impl std::future::Future<Output = ()> + Send {
     async move {
         // The wake-up below borrows the connection while `t` is mutated in the select's arms.
         let conn = t.conn.clone();
@@ -178,13 +183,12 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
             // `armed`: the deadline armed with the server's timers: a message costs nothing
             // there, only a deadline that changed is armed again.
             let mut space_round = 0;
-            // Parking: a connection parks as soon as it waits with nothing done since it was
-            // started or resumed (a new connection that has nothing to read parks at once: many
-            // only ever listen); once active, when a look a second later finds it was quiet
-            // since (`quiet_check`: a timer per second while active, not a clock read per
-            // message; one per quiet spell for a connection that sends now and then).
-            let mut quiet_check: Option<Tick> = None;
-            let mut park_wanted = true;
+            // Parking: a resumed connection parks as soon as it waits with nothing done since;
+            // a new one when its first look finds it did nothing (many only ever listen); an
+            // active one when a look a second later finds it was quiet since (`quiet_check`: a
+            // timer per second while active, not a clock read per message; one per quiet spell
+            // for a connection that sends now and then).
+            let mut park_wanted = quiet_check.is_none();
 
             loop {
                 event::turn();
