@@ -83,8 +83,8 @@ struct Task {
 /// armed with the server's timers, which wake it like a peer's data or a send from JS does.
 pub struct Parked {
     hub: Arc<Hub>,
+    /// The next ping, which is also the deadline armed for it (see `run`: armed before parking).
     next_ping: Option<Tick>,
-    armed: Option<Tick>,
     interval: u64,
 }
 
@@ -109,7 +109,7 @@ fn unpark(conn: &Arc<Conn>) {
     let Some(rt) = p.hub.runtime.get().cloned() else { return };
     let t = Task::new(conn.clone(), p.hub);
     // Should the runtime be shutting down, the task is dropped unrun and reports the close.
-    drop(rt.spawn(run(t, p.next_ping, p.armed, p.interval, None)));
+    drop(rt.spawn(run(t, p.next_ping, p.next_ping, p.interval, None)));
 }
 
 /// Gives up the connection's task: its state goes to `conn.parked` and a waker that spawns the
@@ -281,7 +281,7 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                     }
                 } else if park_wanted && open && read && !want_write && !closing && t.parkable() {
                     rearm(hub, &conn, &mut armed, next_ping);
-                    if park(&conn, Parked { hub: t.hub.clone(), next_ping, armed, interval }) {
+                    if park(&conn, Parked { hub: t.hub.clone(), next_ping, interval }) {
                         // The connection goes on without this task: nothing to report.
                         return t.hand_over();
                     }
