@@ -114,8 +114,11 @@ class RawClient {
     socket.on('error', () => {});
   }
 
-  /** Opens a socket and completes the upgrade to `path`; bytes after the 101 are frames. */
-  static async connect(port, path, t) {
+  /**
+   * Opens a socket and completes the upgrade to `path`; bytes after the 101 are frames.
+   * `onConnect(localPort)` runs once the TCP connection exists, before the upgrade request.
+   */
+  static async connect(port, path, t, onConnect = () => {}) {
     const socket = net.connect(port, HOST);
     socket.setNoDelay(true);
     t.after(() => socket.destroy());
@@ -134,12 +137,13 @@ class RawClient {
         const onClose = () => reject(new Error('connection closed during the handshake'));
         socket.on('data', onData);
         socket.once('close', onClose);
-        socket.once('connect', () =>
+        socket.once('connect', () => {
+          onConnect(socket.localPort);
           socket.write(
             `GET ${path} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
               `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
-          )
-        );
+          );
+        });
       }),
       TIMEOUT,
       'the upgrade response'
@@ -154,6 +158,10 @@ class RawClient {
 
   get localPort() {
     return this.socket.localPort;
+  }
+
+  get remotePort() {
+    return this.socket.remotePort;
   }
 
   _data(chunk) {
@@ -232,34 +240,41 @@ function escapeRegExp(s) {
 describe('frames', () => {
   let port;
   let server;
-  // remotePort -> { closed: Promise<{ code, reason }>, resolve }: server-side close events.
+  // "serverPort:clientPort" -> { closed: Promise<{ code, reason }>, resolve }: server-side
+  // close events. Client ports are reused (the same port may even serve connections to two
+  // servers at once), so the key names the server too, and a client's entry is cleared as its
+  // TCP connection opens, before the server can have run its handler for it.
   const serverSide = new Map();
 
-  function sideOf(remotePort) {
-    let s = serverSide.get(remotePort);
+  function sideOf(serverPort, clientPort) {
+    const key = `${serverPort}:${clientPort}`;
+    let s = serverSide.get(key);
     if (s === undefined) {
       let resolve;
       const closed = new Promise((r) => (resolve = r));
       s = { closed, resolve };
-      serverSide.set(remotePort, s);
+      serverSide.set(key, s);
     }
     return s;
   }
 
   /** The close event the route's `ws` emitted for `client`. */
   function serverClose(client) {
-    return withTimeout(sideOf(client.localPort).closed, TIMEOUT, 'the server-side close event');
+    return withTimeout(sideOf(client.remotePort, client.localPort).closed, TIMEOUT, 'the server-side close event');
   }
 
   /** An echo server at /echo whose connections report their close events to `serverSide`. */
   async function echoServer(options) {
     const router = new Router(options);
+    let serverPort;
     router.ws('/echo', (ws) => {
-      const side = sideOf(ws.remotePort);
+      const side = sideOf(serverPort, ws.remotePort);
       ws.on('message', (data, isBinary) => (isBinary ? ws.sendBinary(data) : ws.send(data)));
       ws.on('close', (code, reason) => side.resolve({ code, reason: String(reason) }));
     });
-    return listen(router);
+    const listening = await listen(router);
+    serverPort = listening.port;
+    return listening;
   }
 
   before(async () => {
@@ -268,7 +283,8 @@ describe('frames', () => {
 
   after(() => server.close());
 
-  const open = (t, toPort = port) => RawClient.connect(toPort, '/echo', t);
+  const open = (t, toPort = port) =>
+    RawClient.connect(toPort, '/echo', t, (localPort) => serverSide.delete(`${toPort}:${localPort}`));
 
   /**
    * Writes `bytes` (a Buffer or an array of Buffers, written separately) and asserts the
