@@ -130,7 +130,7 @@ impl Outbox {
     /// queued is written.
     pub fn flush(&mut self, io: &TcpStream) -> io::Result<bool> {
         while self.buffered > 0 {
-            match self.write_some(|iov| io.try_write_vectored(iov)) {
+            match self.write_some(|iov| send(io, iov)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -204,6 +204,27 @@ impl Outbox {
         self.tail = BytesMut::new();
         self.buffered = 0;
     }
+}
+
+/// Writes `iov` to a non-blocking socket. With the socket's own system calls (`send` for one
+/// buffer, `sendmsg` for several) rather than `writev`, a write skips the file layer: `writev`'s
+/// share of a fan-out's kernel time was about three times `send`'s. `MSG_NOSIGNAL`: a peer that
+/// is gone is an error to report, not a `SIGPIPE` for the host process.
+fn send(io: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    #[cfg(unix)]
+    {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        const FLAGS: std::ffi::c_int = libc::MSG_NOSIGNAL;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        const FLAGS: std::ffi::c_int = 0;
+        let socket = socket2::SockRef::from(io);
+        io.try_io(tokio::io::Interest::WRITABLE, || match iov {
+            [one] => socket.send_with_flags(one, FLAGS),
+            _ => socket.send_vectored_with_flags(iov, FLAGS),
+        })
+    }
+    #[cfg(not(unix))]
+    io.try_write_vectored(iov)
 }
 
 /// A wake-up for a connection's task that any thread can give. A wake-up given while the task
