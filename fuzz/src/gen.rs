@@ -145,13 +145,16 @@ pub fn reader_input(rng: &mut Rng) -> Vec<u8> {
 
 const KEYS: [&str; 5] = ["dGhlIHNhbXBsZSBub25jZQ==", " dGhlIHNhbXBsZSBub25jZQ== ", "c2hvcnQ=", "!!!", ""];
 
-/// An upgrade request: headers from a pool of valid, odd and invalid ones, then maybe a
-/// few bytes broken.
+/// An upgrade request: headers from a pool of valid, odd and invalid ones, lines ending in
+/// CRLF or LF, then maybe a few bytes broken.
 pub fn handshake_input(rng: &mut Rng) -> Vec<u8> {
     let method = ["GET", "POST", "get", "G\u{e9}T", ""][rng.below(5) as usize];
     let target = ["/", "/echo", "/a?b=c&d", "*", "http://x/y", "/%ff", "/\u{7f}"][rng.below(7) as usize];
     let version = ["HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/1.1 "][if rng.chance(4) { rng.below(4) as usize } else { 0 }];
-    let mut s = format!("{method} {target} {version}\r\n");
+    // Lines end in CRLF, now and then in a bare LF; a few heads start with empty lines.
+    let eol = |rng: &mut Rng| if rng.chance(6) { "\n" } else { "\r\n" };
+    let mut s: String = (0..if rng.chance(10) { 1 + rng.below(2) } else { 0 }).map(|_| eol(rng)).collect();
+    s.push_str(&format!("{method} {target} {version}{}", eol(rng)));
     let pool: [(&str, &[&str]); 7] = [
         ("Host", &["a", "", "\u{e9}"]),
         ("Upgrade", &["websocket", "WebSocket", "h2c", "h2c, websocket", ""]),
@@ -165,10 +168,10 @@ pub fn handshake_input(rng: &mut Rng) -> Vec<u8> {
         for _ in 0..(if rng.chance(8) { 0 } else if rng.chance(10) { 2 } else { 1 }) {
             let value = values[rng.below(values.len() as u64) as usize];
             let name = if rng.chance(5) { name.to_ascii_lowercase() } else { name.to_owned() };
-            s.push_str(&format!("{name}: {value}\r\n"));
+            s.push_str(&format!("{name}: {value}{}", eol(rng)));
         }
     }
-    s.push_str("\r\n");
+    s.push_str(eol(rng));
     // Header values may carry latin1 bytes, not UTF-8: re-encode chars as single bytes.
     let mut v: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
     if rng.chance(3) {
