@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -124,11 +124,20 @@ impl Drop for HandshakeGuard {
 pub trait Upgrading: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The socket and, for TLS, the session, for the connection loop to drive.
     fn into_parts(self) -> (TcpStream, Option<rustls::ServerConnection>);
+
+    /// Writes what the socket takes at once, without waiting (and without TLS: none).
+    fn write_now(&mut self, _buf: &[u8]) -> usize {
+        0
+    }
 }
 
 impl Upgrading for TcpStream {
     fn into_parts(self) -> (TcpStream, Option<rustls::ServerConnection>) {
         (self, None)
+    }
+
+    fn write_now(&mut self, buf: &[u8]) -> usize {
+        conn::send(self, &[io::IoSlice::new(buf)]).unwrap_or(0)
     }
 }
 
@@ -183,16 +192,26 @@ fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr)
     async move {
         let hub = guard.hub.clone();
         let deadline = tokio::time::Instant::now() + hub.config.handshake_timeout();
-        let outcome = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
-        let (buf, head_len) = match outcome {
-            Ok(Ok(Some(r))) => r,
-            Ok(Err(rejection)) => return refuse(stream, rejection).await,
-            // Timed out, or the peer left: nothing to answer.
-            _ => return None,
+        // Read until the request head is complete. Each read is parsed at once, so garbage is
+        // refused as soon as it arrives; a head that arrived whole (the usual case) is parsed
+        // once, borrowing the buffer, so that no header is copied until it is written for JS.
+        let mut buf = Vec::with_capacity(1024);
+        let (req, head_len) = loop {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(MAX_HEADER_BYTES + 1 - buf.len()).max(1));
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                // Timed out, or the peer left: nothing to answer.
+                _ => return None,
+            }
+            match handshake::parse(&buf[..buf.len().min(MAX_HEADER_BYTES)]) {
+                Ok(Some(head)) => break head,
+                Ok(None) if buf.len() >= MAX_HEADER_BYTES => return refuse(stream, Rejection::HeadersTooLarge).await,
+                Ok(None) => {}
+                Err(rejection) => return refuse(stream, rejection).await,
+            }
         };
-        // The head is complete (`read_head` found its end): parsed once more, borrowing the
-        // buffer, so that no header is copied until it is written for JS.
-        let Ok(Some((req, _))) = handshake::parse(&buf[..head_len]) else { return None };
         let Some(route) = hub.find_route(req.path()) else {
             return refuse(stream, Rejection::NotFound).await;
         };
@@ -231,7 +250,9 @@ fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr)
         }
         let mut response = Vec::new();
         handshake::response_101(&mut response, &upgrade.accept, info.protocol.as_deref());
-        if stream.write_all(&response).await.is_err() || stream.flush().await.is_err() {
+        // A fresh socket takes the response at once: one `send`, no write future.
+        let sent = stream.write_now(&response);
+        if stream.write_all(&response[sent..]).await.is_err() || stream.flush().await.is_err() {
             return None;
         }
         drop(response);
@@ -245,28 +266,6 @@ fn upgrade<S: Upgrading>(guard: HandshakeGuard, mut stream: S, peer: SocketAddr)
         drop(guard);
         hub.events.push_request(kind::OPEN, conn.id.0, &info, None);
         Some((conn, hub, early))
-    }
-}
-
-/// Reads until the end of the request head, checking it as bytes arrive so that garbage is
-/// refused at once. Returns the bytes read and the head's length.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<(Vec<u8>, usize)>, Rejection> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.len().min(MAX_HEADER_BYTES + 1 - buf.len()).max(1));
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
-        }
-        let window = &buf[..buf.len().min(MAX_HEADER_BYTES)];
-        match handshake::head_len(window)? {
-            Some(head_len) => return Ok(Some((buf, head_len))),
-            None if buf.len() >= MAX_HEADER_BYTES => return Err(Rejection::HeadersTooLarge),
-            None => {}
-        }
     }
 }
 

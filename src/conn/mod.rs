@@ -210,7 +210,7 @@ impl Outbox {
 /// buffer, `sendmsg` for several) rather than `writev`, a write skips the file layer: `writev`'s
 /// share of a fan-out's kernel time was about three times `send`'s. `MSG_NOSIGNAL`: a peer that
 /// is gone is an error to report, not a `SIGPIPE` for the host process.
-fn send(io: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(crate) fn send(io: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
     #[cfg(unix)]
     {
         #[cfg(any(target_os = "linux", target_os = "android"))]
