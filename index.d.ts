@@ -169,6 +169,11 @@ export interface ErrorContext {
   route: string;
   params: Record<string, string>;
   query: Record<string, string | string[]>;
+  /**
+   * For an error in middleware or a route handler, the request they got. For one in a
+   * listener (after the handlers ran), the request as the connection keeps it: everything
+   * but the headers (`headers` is empty; keep what you need from them in a handler).
+   */
   req: WebSocketRequest;
 }
 

@@ -154,8 +154,10 @@ for (const [label, make] of Object.entries(sources)) {
     const { use, handlers, trigger } = make(boom);
     const router = new Router();
     const seen = [];
+    const requests = [];
     router.use((ws, req, next) => {
       seen.push(ws);
+      requests.push(req);
       next();
     });
     if (use) router.use(use);
@@ -186,6 +188,16 @@ for (const [label, make] of Object.entries(sources)) {
     assert.equal(context.req.url, `/r/42?${QUERY}`);
     assert.deepEqual({ ...context.req.params }, { id: '42' });
     assert.deepEqual({ ...context.req.query }, { x: ['1', '2'], y: 'z' });
+    assert.equal(context.req.remotePort, call.ws.remotePort);
+    assert.equal(context.req.remoteAddress, call.ws.remoteAddress);
+    if (trigger === undefined) {
+      // While the handlers run: the very request they got, headers included.
+      assert.equal(context.req, requests[0]);
+      assert.equal(context.req.headers.upgrade, 'websocket');
+    } else {
+      // Afterwards the connection keeps no headers (documented): the rest of the request.
+      assert.deepEqual({ ...context.req.headers }, {});
+    }
 
     if (trigger === 'close') {
       assert.equal((await nextClose(client)).code, 1000);

@@ -29,10 +29,12 @@ const kCapture = Object.getOwnPropertySymbols(EventEmitter.prototype).find((s) =
  */
 class WebSocketConnection {
   /**
-   * `req` is the upgrade request (see server.js `Request`): the connection reads its route
-   * and peer address from it, and hands it to error contexts.
+   * `info` is the upgrade request as read from the engine (see server.js `readRequest`),
+   * `route` the pattern that accepted it. The connection keeps its peer address, URL, params
+   * and query; the request object, with its headers, is the handlers' alone (see
+   * `Server#_context`).
    */
-  constructor(server, nid, req, protocol) {
+  constructor(server, nid, info, route) {
     if (kCapture === undefined) EventEmitter.init.call(this, { captureRejections: true });
     // Listener table: a fast-mode object with no inherited keys, less than half the size of
     // EventEmitter's default (a dictionary-mode null-prototype object).
@@ -45,22 +47,28 @@ class WebSocketConnection {
     this._rooms = undefined;
     // Events that arrive while the route's handlers have not yet run, replayed after.
     this._held = null;
-    this._req = req;
+    this._route = route;
+    this._address = info.remoteAddress;
+    this._port = info.remotePort;
+    this._url = info.url;
+    // As read: [key, value, ...] (shared when empty); objects are built only for an error.
+    this._params = info.params;
+    this._query = info.query;
     this.readyState = OPEN;
-    this.protocol = protocol;
+    this.protocol = info.protocol;
   }
 
   /** The route pattern that accepted the connection. */
   get route() {
-    return this._req.route;
+    return this._route;
   }
 
   get remoteAddress() {
-    return this._req.remoteAddress;
+    return this._address;
   }
 
   get remotePort() {
-    return this._req.remotePort;
+    return this._port;
   }
 
   /** A UUID v4, created on first use. */
@@ -214,16 +222,7 @@ class WebSocketConnection {
 
   /** An async listener's rejection: reported like an exception thrown by a listener. */
   [EventEmitter.captureRejectionSymbol](err) {
-    this._server._reportError(err, this, this._context);
-  }
-
-  /**
-   * What error handlers get as `context`: the route, its params and query, and the request.
-   * Built when an error is reported, not for every connection.
-   */
-  get _context() {
-    const req = this._req;
-    return { route: req.route, params: req.params, query: req.query, req };
+    this._server._reportError(err, this, this._server._context(this));
   }
 
   /** A snapshot of the connection's state. */

@@ -28,7 +28,7 @@ function runHandlers(server, ws, req, handlers) {
     try {
       result = fn(ws, req);
     } catch (err) {
-      return failed(server, ws, err);
+      return failed(server, ws, req, err);
     }
     if (isThenable(result)) return settled(server, ws, req, handlers, i + 1, result);
   }
@@ -38,7 +38,7 @@ function runHandlers(server, ws, req, handlers) {
 /** `runHandlers` from handler `start` on, with `next` callbacks and promises. */
 function runFrom(server, ws, req, handlers, start) {
   let i = start;
-  const fail = (err) => failed(server, ws, err);
+  const fail = (err) => failed(server, ws, req, err);
   const step = () => {
     while (true) {
       if (ws.readyState !== OPEN || i >= handlers.length) return server._release(ws);
@@ -77,18 +77,18 @@ function runFrom(server, ws, req, handlers, start) {
 function settled(server, ws, req, handlers, next, result) {
   if (next === handlers.length && ws.listenerCount('message') > 0) {
     server._release(ws);
-    result.then(undefined, (err) => server._reportError(err, ws, ws._context));
+    result.then(undefined, (err) => server._reportError(err, ws, server._context(ws, req)));
     return;
   }
   result.then(
     () => runFrom(server, ws, req, handlers, next),
-    (err) => failed(server, ws, err),
+    (err) => failed(server, ws, req, err),
   );
 }
 
 /** A handler failed: the error is reported and the events held for `ws` are delivered. */
-function failed(server, ws, err) {
-  server._reportError(err, ws, ws._context);
+function failed(server, ws, req, err) {
+  server._reportError(err, ws, server._context(ws, req));
   server._release(ws);
 }
 

@@ -434,7 +434,7 @@ class Server extends EventEmitter {
   _onOpen(nid, info) {
     const entry = this._routesById[info.route];
     const req = buildRequest(info, entry);
-    const ws = new WebSocketConnection(this, nid, req, info.protocol);
+    const ws = new WebSocketConnection(this, nid, info, entry.pattern);
     ws._held = HOLDING;
     this._conns.set(nid, ws);
     if (this._shutdown) {
@@ -448,7 +448,7 @@ class Server extends EventEmitter {
       try {
         this._identify(ws, identify(req));
       } catch (err) {
-        this._reportError(err, ws, ws._context);
+        this._reportError(err, ws, this._context(ws, req));
         this._release(ws);
         return;
       }
@@ -510,7 +510,7 @@ class Server extends EventEmitter {
     try {
       ws.emit(name, a, b);
     } catch (err) {
-      this._reportError(err, ws, ws._context);
+      this._reportError(err, ws, this._context(ws));
     }
   }
 
@@ -529,7 +529,7 @@ class Server extends EventEmitter {
       const result = listener.call(ws, data, binary);
       if (result !== undefined && result !== null) captureRejection(ws, result, data, binary);
     } catch (err) {
-      this._reportError(err, ws, ws._context);
+      this._reportError(err, ws, this._context(ws));
     }
   }
 
@@ -541,6 +541,22 @@ class Server extends EventEmitter {
     // Admitted: broadcasts to everyone and to its route reach it from now on.
     if (ws.readyState === OPEN) this._admit(ws._nid);
     for (let i = 0; i < held.length; i += 3) this._deliver(ws, held[i], held[i + 1], held[i + 2]);
+  }
+
+  /**
+   * What error handlers get as `context`: the route, its params and query, and the request.
+   * While the handlers run, `req` is the request they got; afterwards (errors in listeners)
+   * the connection no longer holds it, and `req` is rebuilt from what it keeps: everything
+   * but the headers.
+   */
+  _context(ws, req) {
+    if (req === undefined) {
+      req = new Request(
+        { url: ws._url, remoteAddress: ws._address, remotePort: ws._port, rawHeaders: '', params: ws._params, query: ws._query },
+        { pattern: ws._route },
+      );
+    }
+    return { route: req.route, params: req.params, query: req.query, req };
   }
 
   /**
@@ -731,6 +747,7 @@ class Request {
   get headers() {
     return (this.headers = headerObject(this[kRawHeaders]));
   }
+
 
   set headers(value) {
     own(this, 'headers', value);
