@@ -7,6 +7,8 @@
 //! finish it when the socket becomes writable. Several frames queued together leave in one
 //! vectored write.
 
+pub mod parking;
+pub mod socket;
 pub mod task;
 pub mod timer;
 pub mod tls;
@@ -20,10 +22,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use crate::protocol::frame;
 use crate::protocol::route::RouteId;
+use socket::{Io, Socket};
 
 /// A connection id: unique for the life of the process, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,6 +72,9 @@ pub struct Outbox {
     drain_at: Option<usize>,
     /// A drain is due: the task reports it to JS.
     drained: bool,
+    /// The socket refused a write: until the task, waiting for it to become writable, has
+    /// written again, other writers only queue (no system call that would fail the same way).
+    blocked: bool,
 }
 
 /// At most this many buffers go into one vectored write.
@@ -127,13 +132,24 @@ impl Outbox {
     }
 
     /// Writes as much as the socket takes without blocking. `Ok(true)` when everything
-    /// queued is written.
-    pub fn flush(&mut self, io: &TcpStream) -> io::Result<bool> {
+    /// queued is written. `io`: the connection's task, with the socket's registration (see
+    /// `blocked`).
+    pub fn flush(&mut self, socket: &Socket, io: Option<&Io>) -> io::Result<bool> {
+        if self.blocked && io.is_none() {
+            return Ok(self.buffered == 0);
+        }
         while self.buffered > 0 {
-            match self.write_some(|iov| send(io, iov)) {
+            let res = match io {
+                Some(io) => self.write_some(|iov| io.write(iov)),
+                None => self.write_some(|iov| socket.send(iov)),
+            };
+            match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(_) => self.blocked = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.kill();
@@ -206,27 +222,6 @@ impl Outbox {
     }
 }
 
-/// Writes `iov` to a non-blocking socket. With the socket's own system calls (`send` for one
-/// buffer, `sendmsg` for several) rather than `writev`, a write skips the file layer: `writev`'s
-/// share of a fan-out's kernel time was about three times `send`'s. `MSG_NOSIGNAL`: a peer that
-/// is gone is an error to report, not a `SIGPIPE` for the host process.
-pub(crate) fn send(io: &TcpStream, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-    #[cfg(unix)]
-    {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        const FLAGS: std::ffi::c_int = libc::MSG_NOSIGNAL;
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        const FLAGS: std::ffi::c_int = 0;
-        let socket = socket2::SockRef::from(io);
-        io.try_io(tokio::io::Interest::WRITABLE, || match iov {
-            [one] => socket.send_with_flags(one, FLAGS),
-            _ => socket.send_vectored_with_flags(iov, FLAGS),
-        })
-    }
-    #[cfg(not(unix))]
-    io.try_write_vectored(iov)
-}
-
 /// A wake-up for a connection's task that any thread can give. A wake-up given while the task
 /// is busy is kept for its next wait. The task's state holds nothing for it (a waiting
 /// future would cost every idle connection its size): the task polls it, and its waker is
@@ -289,7 +284,7 @@ pub struct Conn {
     pub id: ConnId,
     /// The route that accepted the connection.
     pub route: RouteId,
-    pub io: TcpStream,
+    pub io: Socket,
     /// The TLS session of a wss:// connection (boxed: plain connections pay one pointer).
     /// Lock order: outbox, then TLS.
     pub tls: Option<Box<Mutex<rustls::ServerConnection>>>,
@@ -307,11 +302,14 @@ pub struct Conn {
     pub undelivered: AtomicUsize,
     /// A quiet connection's loop state while it has no task (see `task::park`).
     parked: Mutex<Option<task::Parked>>,
+    /// The socket was added to the parked connections' poller (`parking`) once already.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    parks_polled: AtomicBool,
 }
 
 impl Conn {
-    pub fn new(id: ConnId, route: RouteId, io: TcpStream, tls: Option<rustls::ServerConnection>) -> Self {
-        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), timer_due: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0), parked: Mutex::new(None) }
+    pub fn new(id: ConnId, route: RouteId, io: Socket, tls: Option<rustls::ServerConnection>) -> Self {
+        Self { id, route, io, tls: tls.map(|t| Box::new(Mutex::new(t))), out: Mutex::new(Outbox::default()), wake: Wake::default(), terminate: AtomicBool::new(false), timer_due: AtomicBool::new(false), ping_events: AtomicBool::new(false), undelivered: AtomicUsize::new(0), parked: Mutex::new(None), parks_polled: AtomicBool::new(false) }
     }
 
     pub fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -400,10 +398,11 @@ impl Conn {
         out.buffered() > 0 || self.tls().is_some_and(|t| t.wants_write())
     }
 
-    /// Writes what the socket takes now, through TLS when the connection has it.
-    pub fn write_out(&self, out: &mut Outbox) -> io::Result<bool> {
-        let Some(mut tls) = self.tls() else { return out.flush(&self.io) };
-        let res = tls::flush(&mut tls, out, &self.io);
+    /// Writes what the socket takes now, through TLS when the connection has it. `io`: the
+    /// connection's task, with the socket's registration.
+    pub fn write_out(&self, out: &mut Outbox, io: Option<&Io>) -> io::Result<bool> {
+        let Some(mut tls) = self.tls() else { return out.flush(&self.io, io) };
+        let res = tls::flush(&mut tls, out, &self.io, io);
         if res.is_err() {
             out.kill();
         }
@@ -411,7 +410,7 @@ impl Conn {
     }
 
     fn flush_locked(&self, out: &mut Outbox, always_wake: bool) {
-        match self.write_out(out) {
+        match self.write_out(out, None) {
             Ok(true) if !always_wake && !out.drained => {}
             // Partly written, failed, or a close the task must act on: the task takes over.
             _ => self.wake.notify(),
@@ -455,11 +454,11 @@ impl Conn {
 mod tests {
     use super::*;
 
-    /// A parked connection costs its state, its socket registration and its timer entry: the
-    /// state (with Arc's two counts) is kept within jemalloc's 256-byte size class.
+    /// A parked connection costs its state and its timer entry: the state (with Arc's two
+    /// counts) is kept within jemalloc's 224-byte size class.
     #[test]
-    fn a_connection_fits_a_256_byte_allocation() {
-        assert!(std::mem::size_of::<Conn>() + 16 <= 256, "Conn is {} bytes", std::mem::size_of::<Conn>());
+    fn a_connection_fits_a_224_byte_allocation() {
+        assert!(std::mem::size_of::<Conn>() + 16 <= 224, "Conn is {} bytes", std::mem::size_of::<Conn>());
     }
 
     #[test]

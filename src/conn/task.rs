@@ -1,8 +1,8 @@
 //! A connection's task: reads and parses frames, writes what the outbox could not write at
 //! once, sends heartbeats and runs the close handshake. It reports through `Event`s only and
 //! never waits on JS: when the event queue is over budget it stops reading (TCP backpressure).
-//! A quiet connection parks: its task ends, and whatever needs it (the peer's data, a send or
-//! close from JS, a deadline) starts one again (see `park`).
+//! A quiet connection parks: its task ends and its socket leaves tokio's reactor, and whatever
+//! needs it (the peer's data, a send or close from JS, a deadline) starts one again (see `park`).
 
 use std::cell::RefCell;
 use std::io;
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 
+use super::socket::Io;
 use super::timer::Tick;
 use super::{tls, Conn, Outbox};
 use crate::config::{CLOSE_TIMEOUT, LINGER_TIMEOUT};
@@ -56,7 +57,8 @@ enum State {
 }
 
 struct Task {
-    conn: Arc<Conn>,
+    /// The socket's registration, which holds the connection.
+    io: Io,
     hub: Arc<Hub>,
     reader: Reader,
     state: State,
@@ -88,14 +90,14 @@ pub struct Parked {
     interval: u64,
 }
 
-/// Starts a connection whose handshake completed: `early` holds bytes read together with the
-/// handshake. The returned future runs it to its end.
-pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
+/// Starts a connection whose handshake completed, on the registration its handshake used:
+/// `early` holds bytes read together with the handshake. The returned future runs it to its end.
+pub fn start(io: Io, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Future<Output = ()> + Send {
     hub.runtime.get_or_init(tokio::runtime::Handle::current);
     let interval = hub.config.heartbeat_interval_ms();
     let next_ping = hub.config.heartbeat_interval().map(Tick::after);
-    let look = conn.tls.is_none().then(|| Tick::after(FIRST_LOOK));
-    let mut t = Task::new(conn, hub);
+    let look = io.conn().tls.is_none().then(|| Tick::after(FIRST_LOOK));
+    let mut t = Task::new(io, hub);
     if !early.is_empty() {
         t.input(&mut early);
     }
@@ -103,37 +105,69 @@ pub fn start(conn: Arc<Conn>, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::fu
 }
 
 /// Runs a parked connection's loop again, in a new task, once something wakes it.
-fn unpark(conn: &Arc<Conn>) {
+pub(crate) fn unpark(conn: &Arc<Conn>) {
     let Some(p) = conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
     p.hub.parked.fetch_sub(1, Ordering::Relaxed);
     let Some(rt) = p.hub.runtime.get().cloned() else { return };
-    let t = Task::new(conn.clone(), p.hub);
     // Should the runtime be shutting down, the task is dropped unrun and reports the close.
-    drop(rt.spawn(run(t, p.next_ping, p.next_ping, p.interval, None)));
+    drop(rt.spawn(resume(conn.clone(), p)));
 }
 
-/// Gives up the connection's task: its state goes to `conn.parked` and a waker that spawns the
-/// loop again takes the task's place in the connection's wake-up and the socket's readiness.
-/// An idle connection then costs no task (tokio's cell: 384 bytes). False if something woke it
-/// meanwhile and the loop must go on; true when this task must end (parked, or already resumed
-/// by another).
-fn park(conn: &Arc<Conn>, state: Parked) -> bool {
-    state.hub.parked.fetch_add(1, Ordering::Relaxed);
+/// A parked connection's loop, resumed: its socket is registered with the reactor again first.
+async fn resume(conn: Arc<Conn>, p: Parked) {
+    match Io::register(conn.clone()) {
+        Ok(io) => run(Task::new(io, p.hub), p.next_ping, p.next_ping, p.interval, None).await,
+        Err(_) => abandon(&conn, &p.hub, p.next_ping),
+    }
+}
+
+/// Ends a connection whose socket the reactor refused (out of resources): a close frame 1011 if
+/// the socket takes it, and its close reported. Its deadline, armed at `armed`, is disarmed.
+fn abandon(conn: &Arc<Conn>, hub: &Hub, armed: Option<Tick>) {
+    if let Some(at) = armed {
+        hub.timers.disarm(conn.id, at);
+    }
+    conn.send(OP_CLOSE, &frame::close_payload(Some(close::INTERNAL_ERROR), b""));
+    conn.outbox().kill();
+    hub.events.push_close(conn.id, close::INTERNAL_ERROR, "");
+}
+
+/// Gives up the connection's task and its socket's registration with the reactor: its state
+/// goes to `conn.parked`, a waker that spawns the loop again takes the task's place in the
+/// connection's wake-up, and the socket waits with the parked connections (`parking`). An
+/// idle connection then costs no task (tokio's cell: 512 bytes) and no registration (256).
+/// `None` when this task must end (parked, or already resumed by another); the task back,
+/// registered again, if something woke the connection meanwhile.
+fn park(t: Task, state: Parked) -> Option<Task> {
+    let conn = t.conn().clone();
+    let hub = state.hub.clone();
+    // The registration goes first: a task resumed by a wake-up registers the socket again, and
+    // the reactor refuses a socket registered twice.
+    t.hand_over();
+    let armed = state.next_ping;
+    hub.parked.fetch_add(1, Ordering::Relaxed);
     *conn.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
-    let waker = parked_waker(conn);
+    let waker = parked_waker(&conn);
     let mut cx = Context::from_waker(&waker);
-    let woken = conn.wake.poll(&mut cx).is_ready() | conn.io.poll_read_ready(&mut cx).is_ready();
+    // The poller is armed last; it reports data that came before it was armed too.
+    let woken = conn.wake.poll(&mut cx).is_ready() || !hub.parking.arm(&hub, &conn);
     if !woken {
-        return true;
+        return None;
     }
     // Taken back unless a wake-up already resumed it in a new task.
-    let Some(p) = conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take() else { return true };
-    p.hub.parked.fetch_sub(1, Ordering::Relaxed);
-    false
+    conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    hub.parked.fetch_sub(1, Ordering::Relaxed);
+    match Io::register(conn.clone()) {
+        Ok(io) => Some(Task::new(io, hub)),
+        Err(_) => {
+            abandon(&conn, &hub, armed);
+            None
+        }
+    }
 }
 
 /// A waker that resumes a parked connection. It holds the connection weakly: it is stored in
-/// the connection itself and in its socket's registration, which must not keep it alive.
+/// the connection itself, which it must not keep alive.
 fn parked_waker(conn: &Arc<Conn>) -> Waker {
     const VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
     // SAFETY (all four): the data pointer comes from `Weak::into_raw` and each waker owns the
@@ -173,7 +207,7 @@ fn parked_waker(conn: &Arc<Conn>) -> Waker {
 fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut interval: u64, mut quiet_check: Option<Tick>) -> impl std::future::Future<Output = ()> + Send {
     async move {
         // The wake-up below borrows the connection while `t` is mutated in the select's arms.
-        let conn = t.conn.clone();
+        let conn = t.conn().clone();
         // The loop's state is scoped to it, so that it is gone (not kept beside the linger's)
         // once the connection ends.
         {
@@ -192,7 +226,7 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
 
             loop {
                 event::turn();
-                if t.conn.is_terminated() {
+                if conn.is_terminated() {
                     t.state = State::Lost;
                 }
                 if conn.take_timer_due() {
@@ -280,10 +314,23 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                         t.active = false;
                     }
                 } else if park_wanted && open && read && !want_write && !closing && t.parkable() {
-                    rearm(hub, &conn, &mut armed, next_ping);
-                    if park(&conn, Parked { hub: t.hub.clone(), next_ping, interval }) {
+                    // Whatever the peer sent is read first, whether or not the reactor has told
+                    // yet (a resumed connection has just been registered): the poller it waits
+                    // with would report it at once, and resume it only to park it again.
+                    t.read(true);
+                    if t.active || t.state != State::Open || !t.parkable() {
+                        continue;
+                    }
+                    let hub = t.hub.clone();
+                    rearm(&hub, &conn, &mut armed, next_ping);
+                    match park(t, Parked { hub, next_ping, interval }) {
                         // The connection goes on without this task: nothing to report.
-                        return t.hand_over();
+                        None => return,
+                        // Woken meanwhile: the turn starts over with what woke it.
+                        Some(back) => {
+                            t = back;
+                            continue;
+                        }
                     }
                 }
                 // One deadline serves the close handshake, the next ping, the wait for an
@@ -293,7 +340,7 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                 tokio::select! {
                     biased;
                     _ = poll_fn(|cx| conn.wake.poll(cx)) => {}
-                    (readable, writable) = poll_fn(|cx| poll_ready(&conn.io, cx, read, want_write)), if read || want_write => {
+                    (readable, writable) = poll_fn(|cx| poll_ready(&t.io, cx, read, want_write)), if read || want_write => {
                         if writable {
                             t.active = true;
                             t.flush();
@@ -330,7 +377,7 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
         // (nothing unread is left to turn it into a reset).
         if !terminated && !t.peer_closed_tcp {
             // Boxed: its state is allocated only by connections that are ending.
-            Box::pin(linger(&conn)).await;
+            Box::pin(linger(&t.io)).await;
         }
     }
 }
@@ -349,39 +396,13 @@ fn rearm(hub: &Hub, conn: &Arc<Conn>, armed: &mut Option<Tick>, timer: Option<Ti
 
 /// Which of the wanted directions the socket is ready for (closed and failed count as ready:
 /// the read or write that follows finds out). Wakers are kept in the socket's registration.
-fn poll_ready(io: &tokio::net::TcpStream, cx: &mut Context<'_>, read: bool, write: bool) -> Poll<(bool, bool)> {
-    let writable = write && io.poll_write_ready(cx).is_ready();
-    let readable = read && io.poll_read_ready(cx).is_ready();
+fn poll_ready(io: &Io, cx: &mut Context<'_>, read: bool, write: bool) -> Poll<(bool, bool)> {
+    let writable = write && io.poll_writable(cx);
+    let readable = read && io.poll_readable(cx);
     if readable || writable {
         Poll::Ready((readable, writable))
     } else {
         Poll::Pending
-    }
-}
-
-/// Reads what the socket holds into `buf`. A read that leaves room in `buf` emptied the
-/// socket's receive queue, and with epoll and kqueue (edge-triggered) that means the socket is
-/// not readable until its next event: its readiness is cleared then, so the task waits for that
-/// event instead of reading again only to be told `WouldBlock` (one system call per message
-/// saved; tokio's `AsyncRead` for `TcpStream` does the same). Data that arrives meanwhile comes
-/// with a new event, which `try_io` does not clear.
-fn read_some(io: &tokio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    if cfg!(windows) {
-        return io.try_read(buf);
-    }
-    let room = buf.len();
-    let mut drained = 0;
-    let res = io.try_io(tokio::io::Interest::READABLE, || {
-        let n = io::Read::read(&mut &*socket2::SockRef::from(io), buf)?;
-        if n > 0 && n < room {
-            drained = n;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match res {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
-        res => res,
     }
 }
 
@@ -392,14 +413,18 @@ impl Drop for Task {
         if self.ended {
             return;
         }
-        self.conn.outbox().kill();
-        self.hub.events.push_close(self.conn.id, close::INTERNAL_ERROR, "");
+        self.conn().outbox().kill();
+        self.hub.events.push_close(self.conn().id, close::INTERNAL_ERROR, "");
     }
 }
 
 impl Task {
-    fn new(conn: Arc<Conn>, hub: Arc<Hub>) -> Self {
-        Task { reader: Reader::new(hub.config.max_payload()), conn, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false, active: false }
+    fn new(io: Io, hub: Arc<Hub>) -> Self {
+        Task { reader: Reader::new(hub.config.max_payload()), io, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false, active: false }
+    }
+
+    fn conn(&self) -> &Arc<Conn> {
+        self.io.conn()
     }
 
     /// The connection was parked (or resumed by another task): this one ends without closing it.
@@ -410,17 +435,19 @@ impl Task {
     /// Nothing in the task's own state keeps it from parking: a plain TCP socket, no partial
     /// message, no ping waiting for its answer, no rate limit window running.
     fn parkable(&self) -> bool {
-        self.conn.tls.is_none()
+        cfg!(target_os = "linux")
+            && self.conn().tls.is_none()
             && !self.busy
             && self.unanswered.is_none()
             && self.reader.is_idle()
-            && !self.conn.is_terminated()
+            && !self.conn().is_terminated()
             && self.hub.config.rate_limit().is_none_or(|(_, interval)| self.window.1 == 0 || Tick::now() >= self.window.0.plus(interval))
     }
 
     fn flush(&mut self) {
-        let mut out = self.conn.outbox();
-        if self.conn.write_out(&mut out).is_err() {
+        let conn = self.io.conn();
+        let mut out = conn.outbox();
+        if conn.write_out(&mut out, Some(&self.io)).is_err() {
             self.state = State::Lost;
         }
     }
@@ -428,13 +455,13 @@ impl Task {
     /// Reads and acts on what the socket holds. `late`: at a deadline, straight from the socket
     /// whatever tokio's readiness says (see `read_late`).
     fn read(&mut self, late: bool) {
-        if self.conn.tls.is_some() {
+        if self.conn().tls.is_some() {
             return self.read_tls();
         }
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
-                let res = if late { io::Read::read(&mut &*socket2::SockRef::from(&self.conn.io), &mut buf) } else { read_some(&self.conn.io, &mut buf) };
+                let res = if late { self.conn().io.recv(&mut buf) } else { self.io.read(&mut buf) };
                 match res {
                     Ok(0) => {
                         self.state = State::Lost;
@@ -464,8 +491,8 @@ impl Task {
     /// processed yet). Not when the loop would not read either: JS is behind on this
     /// connection's events or on all of them, or the peer is over the backpressure limit.
     fn read_late(&mut self) {
-        let behind = self.conn.undelivered.load(Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
-        if !(behind || self.hub.events.is_full() || self.conn.outbox().buffered() > self.hub.config.max_backpressure()) {
+        let behind = self.conn().undelivered.load(Ordering::Acquire) > CONNECTION_QUEUE_BUDGET;
+        if !(behind || self.hub.events.is_full() || self.conn().outbox().buffered() > self.hub.config.max_backpressure()) {
             self.read(true);
         }
     }
@@ -476,8 +503,8 @@ impl Task {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
                 let res = {
-                    let Some(mut tls) = self.conn.tls() else { return };
-                    tls::read(&mut tls, &self.conn.io, &mut buf)
+                    let Some(mut tls) = self.io.conn().tls() else { return };
+                    tls::read(&mut tls, &self.io, &mut buf)
                 };
                 // Handshake messages or alerts may need an answer.
                 self.flush();
@@ -523,7 +550,8 @@ impl Task {
         };
         let budget_before = budget;
         let mut limited = false;
-        let Task { conn, hub, reader, state, .. } = self;
+        let Task { io, hub, reader, state, .. } = self;
+        let conn = io.conn();
         let id = conn.id;
         let deliver = *state == State::Open;
         let mut peer_close = None;
@@ -586,7 +614,8 @@ impl Task {
         if pongs {
             self.flush();
         }
-        let Task { conn, state, .. } = self;
+        let Task { io, state, .. } = self;
+        let conn = io.conn();
         if let Some((code, reason)) = peer_close {
             *state = State::PeerClosed(code, reason);
         } else if let Err(CloseError { code, reason }) = res {
@@ -606,7 +635,7 @@ impl Task {
         let interval = self.hub.config.heartbeat_interval()?;
         let now = Tick::now();
         self.unanswered.get_or_insert(now);
-        self.conn.send(OP_PING, HEARTBEAT_PING);
+        self.conn().send(OP_PING, HEARTBEAT_PING);
         Some(now.plus(interval))
     }
 
@@ -618,27 +647,28 @@ impl Task {
     /// Gives up on a peer that sent nothing for `heartbeatTimeout` after a ping.
     fn expire(&mut self) {
         self.heartbeat_expired = true;
-        self.conn.send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
+        self.conn().send(OP_CLOSE, &frame::close_payload(Some(close::GOING_AWAY), b"Heartbeat timeout"));
     }
 
 }
 
 /// Half-closes the socket and reads until the peer closes too, so that our last frames are
 /// not destroyed by a reset; bounded by `LINGER_TIMEOUT`.
-async fn linger(conn: &Conn) {
+async fn linger(io: &Io) {
+    let conn = io.conn();
     if let Some(mut tls) = conn.tls() {
         // End the TLS session properly before the TCP half close (best effort).
         tls.send_close_notify();
         let mut out = Outbox::default();
-        let _ = tls::flush(&mut tls, &mut out, &conn.io);
+        let _ = tls::flush(&mut tls, &mut out, &conn.io, Some(io));
     }
-    let _ = socket_shutdown_write(&conn.io);
+    let _ = conn.io.shutdown_write();
     let deadline = Instant::now() + LINGER_TIMEOUT;
     loop {
         event::turn();
         tokio::select! {
-            r = conn.io.readable() => {
-                if r.is_err() || discard_input(conn) {
+            r = io.readable() => {
+                if r.is_err() || discard_input(io) {
                     return;
                 }
             }
@@ -648,9 +678,9 @@ async fn linger(conn: &Conn) {
 }
 
 /// Reads and drops what is readable; true once the peer has closed or the socket failed.
-fn discard_input(conn: &Conn) -> bool {
+fn discard_input(io: &Io) -> bool {
     SCRATCH.with(|scratch| loop {
-        match conn.io.try_read(&mut scratch.borrow_mut()) {
+        match io.read(&mut scratch.borrow_mut()) {
             Ok(0) => return true,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -658,8 +688,4 @@ fn discard_input(conn: &Conn) -> bool {
             Err(_) => return true,
         }
     })
-}
-
-fn socket_shutdown_write(io: &tokio::net::TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
 }

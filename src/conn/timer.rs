@@ -153,12 +153,13 @@ mod tests {
     use std::future::poll_fn;
 
     /// Connections of a hub, on sockets connected to a local listener.
-    async fn conns(hub: &Hub, n: usize) -> (Vec<Arc<Conn>>, Vec<tokio::net::TcpStream>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    async fn conns(hub: &Hub, n: usize) -> (Vec<Arc<Conn>>, Vec<std::net::TcpStream>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (mut conns, mut clients) = (Vec::new(), Vec::new());
         for _ in 0..n {
-            clients.push(tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap());
-            conns.push(hub.register(listener.accept().await.unwrap().0, None, RouteId(0)));
+            clients.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+            let socket = crate::conn::socket::Socket::from_std(listener.accept().unwrap().0).unwrap();
+            conns.push(hub.register(socket, None, RouteId(0)));
         }
         (conns, clients)
     }

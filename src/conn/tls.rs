@@ -1,30 +1,38 @@
 //! A wss:// connection's I/O through its rustls session, driven by hand over the same
-//! non-blocking socket as plain connections: records are read and written with `try_read`
-//! and `try_write`, so writers on any thread can still write without waiting.
+//! non-blocking socket as plain connections: records are read through the task's registration
+//! and written with a non-blocking `send`, so writers on any thread can still write without
+//! waiting.
 
 use std::io::{self, Read, Write};
 
 use rustls::ServerConnection;
-use tokio::net::TcpStream;
 
+use super::socket::{Io, Socket};
 use super::Outbox;
 
-/// The socket as a non-blocking `Read`/`Write` for rustls.
-struct Socket<'a>(&'a TcpStream);
+/// The socket as a non-blocking `Read` for rustls (the task reads).
+struct Reader<'a>(&'a Io);
 
-impl Read for Socket<'_> {
+impl Read for Reader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        self.0.read(buf)
     }
 }
 
-impl Write for Socket<'_> {
+/// The socket as a non-blocking `Write` for rustls: through the task's registration when the
+/// task writes (see `Outbox::flush`).
+struct Writer<'a>(&'a Socket, Option<&'a Io>);
+
+impl Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
+        self.write_vectored(&[io::IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
+        match self.1 {
+            Some(io) => io.write(bufs),
+            None => self.0.send(bufs),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -35,10 +43,10 @@ impl Write for Socket<'_> {
 /// Sends pending TLS records and encrypts queued frames until everything is on the wire
 /// (`Ok(true)`) or the socket would block (`Ok(false)`). At most one buffer's worth of
 /// plaintext sits inside rustls at a time, so `Outbox::buffered` stays close to the truth.
-pub fn flush(tls: &mut ServerConnection, out: &mut Outbox, io: &TcpStream) -> io::Result<bool> {
+pub fn flush(tls: &mut ServerConnection, out: &mut Outbox, socket: &Socket, io: Option<&Io>) -> io::Result<bool> {
     loop {
         while tls.wants_write() {
-            match tls.write_tls(&mut Socket(io)) {
+            match tls.write_tls(&mut Writer(socket, io)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -68,8 +76,8 @@ pub enum Input {
 }
 
 /// Reads TLS records from the socket and decrypts what they hold into `buf`.
-pub fn read(tls: &mut ServerConnection, io: &TcpStream, buf: &mut [u8]) -> io::Result<Input> {
-    let eof = match tls.read_tls(&mut Socket(io)) {
+pub fn read(tls: &mut ServerConnection, io: &Io, buf: &mut [u8]) -> io::Result<Input> {
+    let eof = match tls.read_tls(&mut Reader(io)) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::WouldBlock),

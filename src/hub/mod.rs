@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::conn::parking::Parking;
+use crate::conn::socket::Socket;
 use crate::conn::timer::Timers;
 use crate::conn::{Conn, ConnId};
 use crate::event::{Events, DEFAULT_QUEUE_BUDGET};
@@ -80,6 +81,8 @@ pub struct Hub {
     pub runtime: OnceLock<tokio::runtime::Handle>,
     /// Connections parked now.
     pub parked: AtomicUsize,
+    /// Where parked connections' sockets wait for their peers.
+    pub parking: Parking,
 }
 
 /// JS's answer for a handshake it was asked about.
@@ -108,6 +111,7 @@ impl Default for Hub {
             accepting: AtomicBool::new(false),
             runtime: OnceLock::new(),
             parked: AtomicUsize::new(0),
+            parking: Parking::default(),
         }
     }
 }
@@ -188,7 +192,7 @@ impl Hub {
     }
 
     /// Registers the connection of an upgraded socket on `route`.
-    pub fn register(&self, io: TcpStream, tls: Option<rustls::ServerConnection>, route: RouteId) -> Arc<Conn> {
+    pub fn register(&self, io: Socket, tls: Option<rustls::ServerConnection>, route: RouteId) -> Arc<Conn> {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let conn = Arc::new(Conn::new(id, route, io, tls));
         self.registry().all.insert(conn.clone());
