@@ -75,6 +75,10 @@ function closeQuietly(server) {
 function connect(url, t, options) {
   const ws = new WebSocket(url, options);
   if (t) t.after(() => ws.terminate());
+  // What `nextMessage` reads: every message, kept from the start. A server may send at once
+  // when the connection opens, in the same TCP read as its 101 response; ws then emits the
+  // message right after 'open', before the code awaiting this promise can listen for it.
+  received.set(ws, inbox(ws));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       ws.terminate();
@@ -100,8 +104,16 @@ function connect(url, t, options) {
   });
 }
 
-/** Resolves with the next message of a `ws` client as `{ data, isBinary }`. */
+/** Messages of the clients made by `connect`, in order (see there). */
+const received = new WeakMap();
+
+/**
+ * Resolves with the next message of a `ws` client as `{ data, isBinary }`: of a client made by
+ * `connect`, the oldest not yet taken (none is missed); of another, the next one emitted.
+ */
 async function nextMessage(ws, timeoutMs = DEFAULT_TIMEOUT) {
+  const kept = received.get(ws);
+  if (kept !== undefined) return kept.next(timeoutMs);
   const [data, isBinary] = await once(ws, 'message', timeoutMs);
   return { data, isBinary };
 }
