@@ -94,6 +94,11 @@ impl Outbox {
         !self.closing && !self.dead
     }
 
+    /// Whether the connection has ended (or failed): nothing is written any more.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
     /// Remembers that a sender was told to wait until `buffered` is at most `limit`.
     pub fn want_drain(&mut self, limit: usize) {
         self.drain_at = Some(limit);
