@@ -90,12 +90,13 @@ mod imp {
 
         /// Writes `iov` without blocking, with the socket's own system calls (`send` for one
         /// buffer, `sendmsg` for several) rather than `writev`, which passes the file layer
-        /// first: `writev`'s share of a fan-out's kernel time was about three times `send`'s.
+        /// first: a 1 KiB loopback `writev` cost 15–20% more CPU than a `send`.
         pub fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
             let fd = self.open_fd()?;
             // SAFETY: the buffers are valid for reads of their lengths (an `IoSlice` is an
-            // `iovec`); the descriptor is open (closed only under the outbox lock, after which
-            // nothing is sent: see `Io`'s drop).
+            // `iovec`). The descriptor is open: a connection's socket is written under its
+            // outbox lock, under which `Io`'s drop closes it, and nothing writes to a dead
+            // outbox; a handshake's socket has one owner.
             let n = unsafe {
                 match iov {
                     [one] => libc::send(fd, one.as_ptr().cast(), one.len(), SEND_FLAGS),
@@ -312,6 +313,15 @@ mod imp {
     fn accept(listener: &std::net::TcpListener) -> io::Result<(Socket, SocketAddr)> {
         let (stream, peer) = listener.accept()?;
         stream.set_nonblocking(true)?;
+        // No MSG_NOSIGNAL there: the socket itself is told not to raise SIGPIPE.
+        #[cfg(target_vendor = "apple")]
+        {
+            let on: libc::c_int = 1;
+            // SAFETY: `on` is a valid `int` option value; the descriptor is open.
+            if unsafe { libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, (&raw const on).cast(), std::mem::size_of_val(&on) as libc::socklen_t) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         Ok((Socket::from_owned(stream.into()), peer))
     }
 
