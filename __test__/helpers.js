@@ -470,6 +470,22 @@ function connectWithInbox(url, t, options) {
   });
 }
 
+/**
+ * Resolves once `n` of the server's connections are parked (an internal count the engine
+ * keeps, `parkedCount`; there is no event for it, so it is looked at every 10 ms).
+ */
+function parked(server, n, timeoutMs = 5000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const look = () => (server._native.parkedCount() === n ? resolve() : setTimeout(look, 10));
+      look();
+    }),
+    timeoutMs,
+    `${n} parked connection(s), have ${server._native.parkedCount()}`
+  );
+}
+
+module.exports.parked = parked;
 module.exports.inbox = inbox;
 module.exports.named = named;
 module.exports.rawUpgrade = rawUpgrade;

@@ -9,19 +9,7 @@
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { Router } = require('..');
-const { listen, connect, collect, nextMessage, nextClose, once, withTimeout } = require('./helpers');
-
-/** Resolves once `n` of the server's connections are parked. */
-function parked(server, n, timeoutMs = 5000) {
-  return withTimeout(
-    new Promise((resolve) => {
-      const look = () => (server._native.parkedCount() === n ? resolve() : setTimeout(look, 10));
-      look();
-    }),
-    timeoutMs,
-    `${n} parked connection(s), have ${server._native.parkedCount()}`
-  );
-}
+const { listen, connect, collect, nextMessage, nextClose, once, parked } = require('./helpers');
 
 function echoRouter(websocket) {
   const router = new Router({ websocket });

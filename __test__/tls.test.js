@@ -9,7 +9,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const WebSocket = require('ws');
 const { Router, createServer } = require('..');
-const { once, nextClose } = require('./helpers');
+const { once, nextClose, parked } = require('./helpers');
 
 const fixture = (name) => fs.readFileSync(path.join(__dirname, 'fixtures', name));
 const key = fixture('server-key.pem');
@@ -118,4 +118,41 @@ test('a TLS client that never finishes its handshake is dropped by the handshake
   await once(socket, 'connect');
   socket.write(Buffer.from([0x16, 0x03, 0x01])); // the start of a ClientHello, then silence
   await once(socket, 'close', 5000);
+});
+
+test('a quiet wss connection parks and wakes for the peer, for sends and for a large send', async (t) => {
+  const router = new Router({ websocket: { heartbeatInterval: 0 } });
+  const sides = [];
+  router.ws('/echo', (ws) => {
+    sides.push(ws);
+    ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo:${data}`));
+  });
+  const server = createServer(router, { key, cert });
+  t.after(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { client, messages, opened } = open(`wss://localhost:${server.address().port}/echo`, { ca: fixture('ca.pem') }, t);
+  await opened;
+  await parked(server, 1);
+
+  client.send('first');
+  await once(client, 'message');
+  assert.equal(messages.shift().data.toString(), 'echo:first');
+  await parked(server, 1);
+
+  assert.equal(sides[0].send('from the server'), true);
+  await once(client, 'message');
+  assert.equal(messages.shift().data.toString(), 'from the server');
+  await parked(server, 1);
+
+  // More than the socket takes at once: the woken task finishes it through TLS.
+  const big = crypto.randomBytes(8 * 1024 * 1024);
+  sides[0].send(big);
+  await once(client, 'message');
+  assert.ok(messages.shift().data.equals(big));
+  await parked(server, 1);
+
+  client.close(4000, 'done');
+  assert.equal((await nextClose(client)).code, 4000);
+  assert.equal(server._native.parkedCount(), 0);
 });

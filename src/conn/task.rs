@@ -96,12 +96,11 @@ pub fn start(io: Io, hub: Arc<Hub>, mut early: Vec<u8>) -> impl std::future::Fut
     hub.runtime.get_or_init(tokio::runtime::Handle::current);
     let interval = hub.config.heartbeat_interval_ms();
     let next_ping = hub.config.heartbeat_interval().map(Tick::after);
-    let look = io.conn().tls.is_none().then(|| Tick::after(FIRST_LOOK));
     let mut t = Task::new(io, hub);
     if !early.is_empty() {
         t.input(&mut early);
     }
-    run(t, next_ping, None, interval, look)
+    run(t, next_ping, None, interval, Some(Tick::after(FIRST_LOOK)))
 }
 
 /// Runs a parked connection's loop again, in a new task, once something wakes it.
@@ -308,7 +307,7 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                 // Quiet, and waiting only for the peer, JS or a heartbeat: the task is given up.
                 if t.active {
                     park_wanted = false;
-                    if open && quiet_check.is_none() && conn.tls.is_none() {
+                    if open && quiet_check.is_none() {
                         // The look asks whether anything happened after this.
                         quiet_check = Some(Tick::after(PARK_AFTER));
                         t.active = false;
@@ -432,11 +431,12 @@ impl Task {
         self.ended = true;
     }
 
-    /// Nothing in the task's own state keeps it from parking: a plain TCP socket, no partial
-    /// message, no ping waiting for its answer, no rate limit window running.
+    /// Nothing in the task's own state keeps it from parking: no partial message, no ping
+    /// waiting for its answer, no rate limit window running, no plaintext the TLS session
+    /// decrypted and the task has not taken (its records to send show as `want_write`).
     fn parkable(&self) -> bool {
         cfg!(target_os = "linux")
-            && self.conn().tls.is_none()
+            && self.conn().tls().is_none_or(|tls| tls.wants_read())
             && !self.busy
             && self.unanswered.is_none()
             && self.reader.is_idle()
@@ -456,7 +456,7 @@ impl Task {
     /// whatever tokio's readiness says (see `read_late`).
     fn read(&mut self, late: bool) {
         if self.conn().tls.is_some() {
-            return self.read_tls();
+            return self.read_tls(late);
         }
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
@@ -498,13 +498,13 @@ impl Task {
     }
 
     /// `read` for a wss:// connection: records are decrypted into the per-thread buffer.
-    fn read_tls(&mut self) {
+    fn read_tls(&mut self, late: bool) {
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             for _ in 0..READS_PER_WAKE {
                 let res = {
                     let Some(mut tls) = self.io.conn().tls() else { return };
-                    tls::read(&mut tls, &self.io, &mut buf)
+                    tls::read(&mut tls, &self.io, late, &mut buf)
                 };
                 // Handshake messages or alerts may need an answer.
                 self.flush();

@@ -10,12 +10,17 @@ use rustls::ServerConnection;
 use super::socket::{Io, Socket};
 use super::Outbox;
 
-/// The socket as a non-blocking `Read` for rustls (the task reads).
-struct Reader<'a>(&'a Io);
+/// The socket as a non-blocking `Read` for rustls (the task reads): through the registration,
+/// or with `late` straight from the socket (see `task::Task::read`).
+struct Reader<'a>(&'a Io, bool);
 
 impl Read for Reader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        if self.1 {
+            self.0.conn().io.recv(buf)
+        } else {
+            self.0.read(buf)
+        }
     }
 }
 
@@ -76,8 +81,8 @@ pub enum Input {
 }
 
 /// Reads TLS records from the socket and decrypts what they hold into `buf`.
-pub fn read(tls: &mut ServerConnection, io: &Io, buf: &mut [u8]) -> io::Result<Input> {
-    let eof = match tls.read_tls(&mut Reader(io)) {
+pub fn read(tls: &mut ServerConnection, io: &Io, late: bool, buf: &mut [u8]) -> io::Result<Input> {
+    let eof = match tls.read_tls(&mut Reader(io, late)) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Input::WouldBlock),
