@@ -78,6 +78,8 @@ struct Task {
     peer_closed_tcp: bool,
     /// Something was read or written since the look for quiet was armed (see `run`).
     active: bool,
+    /// The parked connections' poller refused this socket: it keeps its task.
+    park_refused: bool,
 }
 
 /// What a parked connection keeps of its loop: the rest is what a fresh loop starts with (an
@@ -149,15 +151,20 @@ fn park(t: Task, state: Parked) -> Option<Task> {
     let waker = parked_waker(&conn);
     let mut cx = Context::from_waker(&waker);
     // The poller is armed last; it reports data that came before it was armed too.
-    let woken = conn.wake.poll(&mut cx).is_ready() || !hub.parking.arm(&hub, &conn);
-    if !woken {
+    let woken = conn.wake.poll(&mut cx).is_ready();
+    let refused = !woken && !hub.parking.arm(&hub, &conn);
+    if !woken && !refused {
         return None;
     }
     // Taken back unless a wake-up already resumed it in a new task.
     conn.parked.lock().unwrap_or_else(|e| e.into_inner()).take()?;
     hub.parked.fetch_sub(1, Ordering::Relaxed);
     match Io::register(conn.clone()) {
-        Ok(io) => Some(Task::new(io, hub)),
+        Ok(io) => {
+            let mut t = Task::new(io, hub);
+            t.park_refused = refused;
+            Some(t)
+        }
         Err(_) => {
             abandon(&conn, &hub, armed);
             None
@@ -325,9 +332,13 @@ fn run(mut t: Task, mut next_ping: Option<Tick>, mut armed: Option<Tick>, mut in
                     match park(t, Parked { hub, next_ping, interval }) {
                         // The connection goes on without this task: nothing to report.
                         None => return,
-                        // Woken meanwhile: the turn starts over with what woke it.
+                        // Woken meanwhile (or refused by the poller: then it keeps its task, see
+                        // `parkable`): the turn starts over with what woke it, and parking
+                        // waits for the next quiet look.
                         Some(back) => {
                             t = back;
+                            park_wanted = false;
+                            quiet_check = Some(Tick::after(PARK_AFTER));
                             continue;
                         }
                     }
@@ -419,7 +430,7 @@ impl Drop for Task {
 
 impl Task {
     fn new(io: Io, hub: Arc<Hub>) -> Self {
-        Task { reader: Reader::new(hub.config.max_payload()), io, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false, active: false }
+        Task { reader: Reader::new(hub.config.max_payload()), io, hub, state: State::Open, unanswered: None, heartbeat_expired: false, window: (Tick::now(), 0), busy: false, ended: false, peer_closed_tcp: false, active: false, park_refused: false }
     }
 
     fn conn(&self) -> &Arc<Conn> {
@@ -433,9 +444,11 @@ impl Task {
 
     /// Nothing in the task's own state keeps it from parking: no partial message, no ping
     /// waiting for its answer, no rate limit window running, no plaintext the TLS session
-    /// decrypted and the task has not taken (its records to send show as `want_write`).
+    /// decrypted and the task has not taken (its records to send show as `want_write`), and
+    /// the parked connections' poller did not refuse the socket before.
     fn parkable(&self) -> bool {
         cfg!(target_os = "linux")
+            && !self.park_refused
             && self.conn().tls().is_none_or(|tls| tls.wants_read())
             && !self.busy
             && self.unanswered.is_none()
